@@ -1,0 +1,53 @@
+# onsale — the two commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_WORKERS ?= 2
+
+.PHONY: run test lint format bench bench-engine test-mongo audit clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,load]'
+	touch $(STAMP)
+
+## Start everything on embedded defaults (redis-server child process, embedded store).
+run: $(STAMP)
+	$(BIN)/onsale serve --seed
+
+## The whole test suite against real redis-server processes (lint first).
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider -q tests; \
+	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+## The store contract suite against a real MongoDB replica set (MONGODB_URI required).
+test-mongo: $(STAMP)
+	@test -n "$$MONGODB_URI" || { echo "MONGODB_URI is not set"; exit 2; }
+	$(BIN)/python -m pytest -p no:cacheprovider -q tests/contract; \
+	  rc=$$?; if [ $$rc -eq 5 ]; then echo "no contract tests ran: failing"; exit 1; fi; exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Benchmarks: each prints ratios measured side by side in one run.
+bench: $(STAMP)
+	@command -v redis-benchmark >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-tools)
+	$(BIN)/python -m loadtest.bench_engine
+
+bench-engine: $(STAMP)
+	@command -v redis-benchmark >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-tools)
+	$(BIN)/python -m loadtest.bench_engine
+
+audit: $(STAMP)
+	$(BIN)/onsale audit
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

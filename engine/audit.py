@@ -1,0 +1,75 @@
+"""The invariant check behind ``onsale audit``.
+
+Per event and category: ``available + held + sold == total``, all >= 0. Beyond the
+counters, the live orders must agree with them: ``held`` equals the tickets of RESERVED
+orders, ``sold`` equals the tickets of CONFIRMED orders (for orders Redis still holds),
+and every RESERVED order has a deadline in the sorted set.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import msgspec
+
+from engine import keys
+from engine.core import Engine
+
+
+class Violation(msgspec.Struct):
+    event_id: str
+    category_id: str | None
+    problem: str
+
+
+class AuditReport(msgspec.Struct):
+    events: int = 0
+    categories: int = 0
+    orders: int = 0
+    violations: list[Violation] = msgspec.field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.violations
+
+
+async def audit(engine: Engine, event_ids: list[str] | None = None) -> AuditReport:
+    report = AuditReport()
+    for event_id in event_ids if event_ids is not None else await engine.event_ids():
+        stock = await engine.stock(event_id)
+        if stock is None:
+            report.violations.append(Violation(event_id, None, "listed but not armed"))
+            continue
+        report.events += 1
+        orders = await engine.orders_of_event(event_id)
+        report.orders += len(orders)
+        held: Counter[str] = Counter()
+        sold: Counter[str] = Counter()
+        due = {
+            (m.decode() if isinstance(m, bytes) else m)
+            for m in await engine.redis.zrange(keys.deadlines(event_id), 0, -1)
+        }
+        for order in orders:
+            bucket = {"RESERVED": held, "CONFIRMED": sold}.get(order.status)
+            if bucket is not None:
+                for t in order.tickets:
+                    bucket[t.category_id] += t.quantity
+            if order.status == "RESERVED" and order.id not in due:
+                report.violations.append(
+                    Violation(event_id, None, f"held order {order.id} has no deadline")
+                )
+        for c in stock.categories:
+            report.categories += 1
+            problems = []
+            if min(c.available, c.held, c.sold, c.total) < 0:
+                problems.append(f"negative counter: {c}")
+            if c.available + c.held + c.sold != c.total:
+                problems.append(
+                    f"available {c.available} + held {c.held} + sold {c.sold} != total {c.total}"
+                )
+            if held[c.id] != c.held:
+                problems.append(f"held counter {c.held} but RESERVED orders hold {held[c.id]}")
+            if sold[c.id] > c.sold:
+                problems.append(f"sold counter {c.sold} but CONFIRMED orders hold {sold[c.id]}")
+            report.violations += [Violation(event_id, c.id, p) for p in problems]
+    return report

@@ -1,0 +1,85 @@
+"""Every Redis key name onsale uses is built here, and only here.
+
+Per-event keys share the hash tag ``{evt:<eventId>}`` so one event lives in one Redis
+Cluster slot and every script touches keys of a single slot:
+
+=====================================  =====================================================
+``os:{evt:E}:inv``                     hash: event state and per-category stock, price, name
+``os:{evt:E}:orders``                  hash: order id -> order JSON (live orders of E)
+``os:{evt:E}:idem``                    hash: ``<userId>:<Idempotency-Key>`` -> order id
+``os:{evt:E}:due``                     sorted set: held order id -> deadline (ms, server clock)
+``os:{evt:E}:timer:<orderId>``         string with a TTL; its expiry notification is the fast path
+``os:{evt:E}:feed``                    stream: WebSocket feed (capped)
+``os:{evt:E}:log``                     stream: order changes for the writer (trimmed by MINID)
+=====================================  =====================================================
+
+Global keys (never touched by a script): ``os:events`` (set of armed event ids) and
+``os:writer:dead`` (the writer's dead-letter stream), ``os:rl:*`` (rate limits).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+PREFIX = "os"
+EVENTS = f"{PREFIX}:events"
+DEAD_LETTER = f"{PREFIX}:writer:dead"
+WRITER_GROUP = "writer"
+
+_ID = r"[A-Za-z0-9_-]{1,64}"
+ID_RE = re.compile(rf"^{_ID}$")
+_TIMER_RE = re.compile(rf"^{PREFIX}:\{{evt:({_ID})\}}:timer:({_ID}(?:\.{_ID})?)$")
+
+
+def tag(event_id: str) -> str:
+    return f"{PREFIX}:{{evt:{event_id}}}"
+
+
+def inventory(event_id: str) -> str:
+    return f"{tag(event_id)}:inv"
+
+
+def orders(event_id: str) -> str:
+    return f"{tag(event_id)}:orders"
+
+
+def idempotency(event_id: str) -> str:
+    return f"{tag(event_id)}:idem"
+
+
+def deadlines(event_id: str) -> str:
+    return f"{tag(event_id)}:due"
+
+
+def timer(event_id: str, order_id: str) -> str:
+    return f"{tag(event_id)}:timer:{order_id}"
+
+
+def feed(event_id: str) -> str:
+    return f"{tag(event_id)}:feed"
+
+
+def order_log(event_id: str) -> str:
+    return f"{tag(event_id)}:log"
+
+
+def rate_limit(scope: str, subject: str, window: int) -> str:
+    return f"{PREFIX}:rl:{scope}:{subject}:{window}"
+
+
+class TimerKey(NamedTuple):
+    event_id: str
+    order_id: str
+
+
+def parse_timer(key: str) -> TimerKey | None:
+    """The event and order of a timer key name, or None for any other key."""
+    m = _TIMER_RE.match(key)
+    return TimerKey(m.group(1), m.group(2)) if m else None
+
+
+def event_of_log(key: str) -> str | None:
+    """The event id of an order-log stream key, or None."""
+    m = re.match(rf"^{PREFIX}:\{{evt:({_ID})\}}:log$", key)
+    return m.group(1) if m else None

@@ -1,0 +1,101 @@
+"""Typed shapes the engine returns. Times are epoch milliseconds of the Redis server clock."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+import msgspec
+
+from engine import keys
+
+
+class Ticket(msgspec.Struct, kw_only=True):
+    category_id: str = msgspec.field(name="categoriaId")
+    name: str = msgspec.field(name="nombre")
+    quantity: int = msgspec.field(name="cantidad")
+    unit_price: float = msgspec.field(name="precioUnitario")
+
+
+class Order(msgspec.Struct, kw_only=True):
+    """An order as the scripts store it (JSON in the event's orders hash)."""
+
+    id: str
+    event_id: str = msgspec.field(name="eventoId")
+    user_id: str = msgspec.field(name="usuarioId")
+    tickets: list[Ticket]
+    total: float
+    status: str = msgspec.field(name="estado")
+    expires_at: int = msgspec.field(name="expiraEn")
+    created_at: int = msgspec.field(name="creadoEn")
+    updated_at: int = msgspec.field(default=0, name="actualizadoEn")
+    confirmed_at: int | None = msgspec.field(default=None, name="confirmadoEn")
+    payment_method: str | None = msgspec.field(default=None, name="metodoPago")
+    transaction_id: str | None = msgspec.field(default=None, name="transactionId")
+    version: int = msgspec.field(default=0, name="v")
+
+
+class HoldResult(msgspec.Struct):
+    order: Order
+    created: bool
+
+
+class CategoryStock(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    price: float
+    total: int
+    available: int
+    held: int
+    sold: int
+
+
+class EventStock(msgspec.Struct, kw_only=True):
+    event_id: str
+    state: str
+    low_stock_threshold: float
+    max_per_order: int
+    categories: list[CategoryStock]
+
+    def category(self, category_id: str) -> CategoryStock | None:
+        return next((c for c in self.categories if c.id == category_id), None)
+
+
+class CategorySpec(msgspec.Struct, kw_only=True):
+    """What arming needs to know of one category (sold > 0 when re-arming from the store)."""
+
+    id: str
+    name: str
+    price: float
+    total: int
+    sold: int = 0
+
+
+_order_decoder = msgspec.json.Decoder(Order)
+
+
+def decode_order(raw: bytes | str) -> Order:
+    return _order_decoder.decode(raw)
+
+
+def iso(ms: int) -> str:
+    """ISO-8601 UTC with milliseconds, as every API time is written."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def new_id() -> str:
+    """A fresh 24-hex-digit id (the shape of a MongoDB ObjectId, which clients expect)."""
+    return secrets.token_hex(12)
+
+
+def new_order_id(event_id: str) -> str:
+    """Order ids carry their event id, so an order is found without a lookup table."""
+    return f"{event_id}.{secrets.token_hex(8)}"
+
+
+def event_of_order(order_id: str) -> str | None:
+    event_id, dot, suffix = order_id.partition(".")
+    if not dot or not keys.ID_RE.match(event_id) or not keys.ID_RE.match(suffix):
+        return None
+    return event_id

