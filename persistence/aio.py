@@ -1,0 +1,145 @@
+"""Async access to a synchronous :class:`~persistence.store.Store`.
+
+The adapters block (sqlite3, pymongo), so :class:`AsyncStore` runs each call on a bounded
+``ThreadPoolExecutor`` and awaits it: the event loop never blocks on the database, and at
+most ``max_workers`` calls run at once (further calls queue in the executor). Methods
+mirror the port one to one, as coroutines with the same names and arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+from engine.models import Order
+from persistence.errors import StoreError
+from persistence.store import CategorySales, Event, OrderStats, Store, User
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_WORKERS = 4
+
+
+class AsyncStore:
+    """A :class:`Store` whose methods are coroutines, run in a bounded thread pool."""
+
+    def __init__(self, store: Store, *, max_workers: int = DEFAULT_WORKERS) -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be >= 1")
+        self.store = store
+        self.max_workers = max_workers
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="store")
+        self._closed = False
+
+    async def _run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        if self._closed:
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def close(self) -> None:
+        """Let running calls finish, then close the adapter. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, functools.partial(self._pool.shutdown, wait=True))
+        self.store.close()
+
+    async def ping(self) -> None:
+        await self._run(self.store.ping)
+
+    # users -----------------------------------------------------------------------------
+
+    async def create_user(self, user: User) -> None:
+        await self._run(self.store.create_user, user)
+
+    async def get_user(self, user_id: str) -> User | None:
+        return await self._run(self.store.get_user, user_id)
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        return await self._run(self.store.get_user_by_email, email)
+
+    async def delete_user(self, user_id: str) -> bool:
+        return await self._run(self.store.delete_user, user_id)
+
+    async def count_users_by_role(self) -> dict[str, int]:
+        return await self._run(self.store.count_users_by_role)
+
+    # events ----------------------------------------------------------------------------
+
+    async def create_event(self, event: Event) -> None:
+        await self._run(self.store.create_event, event)
+
+    async def get_event(self, event_id: str) -> Event | None:
+        return await self._run(self.store.get_event, event_id)
+
+    async def replace_event(self, event: Event) -> bool:
+        return await self._run(self.store.replace_event, event)
+
+    async def delete_event(self, event_id: str) -> bool:
+        return await self._run(self.store.delete_event, event_id)
+
+    async def list_events(
+        self,
+        page: int,
+        limit: int,
+        *,
+        date_from_ms: int | None = None,
+        date_to_ms: int | None = None,
+        location: str | None = None,
+        ids: Collection[str] | None = None,
+    ) -> tuple[list[Event], int]:
+        return await self._run(
+            self.store.list_events,
+            page,
+            limit,
+            date_from_ms=date_from_ms,
+            date_to_ms=date_to_ms,
+            location=location,
+            ids=ids,
+        )
+
+    async def all_events(self) -> list[Event]:
+        return await self._run(self.store.all_events)
+
+    async def count_events(self) -> int:
+        return await self._run(self.store.count_events)
+
+    # orders ----------------------------------------------------------------------------
+
+    async def upsert_orders(self, orders: list[Order]) -> int:
+        return await self._run(self.store.upsert_orders, orders)
+
+    async def get_order(self, order_id: str) -> Order | None:
+        return await self._run(self.store.get_order, order_id)
+
+    async def list_user_orders(
+        self, user_id: str, page: int, limit: int
+    ) -> tuple[list[Order], int]:
+        return await self._run(self.store.list_user_orders, user_id, page, limit)
+
+    async def list_orders(
+        self,
+        page: int,
+        limit: int,
+        *,
+        status: str | None = None,
+        event_id: str | None = None,
+    ) -> tuple[list[Order], int]:
+        return await self._run(
+            self.store.list_orders, page, limit, status=status, event_id=event_id
+        )
+
+    async def order_stats(self) -> OrderStats:
+        return await self._run(self.store.order_stats)
+
+    async def event_sales(self, event_id: str) -> dict[str, CategorySales]:
+        return await self._run(self.store.event_sales, event_id)
+
+    async def sold_counts(self, event_id: str) -> dict[str, int]:
+        return await self._run(self.store.sold_counts, event_id)

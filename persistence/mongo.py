@@ -1,0 +1,427 @@
+"""The MongoDB adapter (pymongo, synchronous ``MongoClient``), for a replica set.
+
+Collections ``users``, ``events`` and ``orders`` keep documents with the contract's field
+names and ``_id`` = our id. Durability is explicit on every collection: write concern
+``majority`` + journaled (with a timeout, so a degraded replica set surfaces as
+:class:`StoreUnavailable` instead of hanging), read concern ``majority``, retryable writes.
+
+Orders are written by version: ``ReplaceOne({_id, v <= new v}, doc, upsert=True)``. When a
+newer version is stored the filter misses, the upsert tries to insert a second document
+with the same ``_id`` and the server answers E11000: for this adapter that is success (the
+store already holds something newer), not an error.
+
+Tests run this adapter against ``mongomock`` (MongoDB cannot be installed there) and,
+with ``MONGODB_URI`` set, against a real replica set. The one place the stand-in lacks
+a feature is marked "mongomock compatibility" below.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+from collections.abc import Collection, Iterator
+from typing import Any, TypeVar
+
+import msgspec
+from pymongo import ASCENDING, DESCENDING, MongoClient, ReplaceOne
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    PyMongoError,
+    WriteConcernError,
+)
+from pymongo.read_concern import ReadConcern
+from pymongo.uri_parser import parse_uri
+from pymongo.write_concern import WriteConcern
+
+from engine.models import Order
+from persistence.errors import DuplicateEmail, DuplicateId, StoreError, StoreUnavailable
+from persistence.store import (
+    CONFIRMED,
+    CategorySales,
+    Event,
+    OrderStats,
+    User,
+    fold,
+    latest_versions,
+    money,
+    page_offset,
+)
+
+log = logging.getLogger(__name__)
+
+Doc = dict[str, Any]
+S = TypeVar("S", bound=msgspec.Struct)
+
+DEFAULT_DATABASE = "onsale"
+DUPLICATE_KEY = 11000
+
+# Internal, derived fields stored next to the contract's fields (never decoded).
+EMAIL_KEY = "emailLower"
+LOCATION_KEY = "ubicacionLower"
+
+_NEWEST_FIRST = [("creadoEn", DESCENDING), ("_id", DESCENDING)]
+_BY_DATE = [("fecha", ASCENDING), ("_id", ASCENDING)]
+
+
+def _to_doc(value: msgspec.Struct, **extra: Any) -> Doc:
+    doc: Doc = msgspec.to_builtins(value)
+    doc["_id"] = doc.pop("id")
+    doc.update(extra)
+    return doc
+
+
+def _from_doc(doc: Doc, type_: type[S]) -> S:
+    fields = dict(doc)
+    fields["id"] = fields.pop("_id")
+    return msgspec.convert(fields, type_)
+
+
+def _client_options(uri: str, timeout_ms: int) -> Doc:
+    """Retryable writes and reads always; our timeouts unless the URI sets its own
+    (keyword arguments would override the URI's options)."""
+    options: Doc = {"retryWrites": True, "retryReads": True}
+    in_uri = {name.lower() for name in parse_uri(uri)["options"]}
+    defaults = {
+        "serverSelectionTimeoutMS": timeout_ms,
+        "connectTimeoutMS": timeout_ms,
+        "appname": "onsale",
+    }
+    options.update({k: v for k, v in defaults.items() if k.lower() not in in_uri})
+    return options
+
+
+def bulk_outcome(details: Doc) -> tuple[int, list[int]]:
+    """Read a ``BulkWriteError`` of a versioned upsert: (orders written, indexes of the ops
+    that hit a duplicate key). Raises for anything that is not a duplicate key."""
+    concern_errors = details.get("writeConcernErrors") or []
+    if concern_errors:
+        # Applied on the primary but not acknowledged by a majority: not durable yet.
+        # Retrying is safe (versioned, idempotent).
+        raise StoreUnavailable(f"mongodb write concern: {concern_errors[0].get('errmsg')}")
+    duplicates: list[int] = []
+    for error in details.get("writeErrors") or []:
+        if error.get("code") != DUPLICATE_KEY:
+            raise StoreError(f"mongodb write error {error.get('code')}: {error.get('errmsg')}")
+        duplicates.append(int(error["index"]))
+    written = int(details.get("nMatched", 0)) + int(details.get("nUpserted", 0))
+    return written, duplicates
+
+
+class MongoStore:
+    """The MongoDB :class:`persistence.store.Store` adapter."""
+
+    def __init__(
+        self,
+        uri: str | None = None,
+        *,
+        client: MongoClient[Doc] | None = None,
+        database: str | None = None,
+        server_selection_timeout_ms: int = 5_000,
+        write_timeout_ms: int = 10_000,
+    ) -> None:
+        if client is None:
+            if not uri:
+                raise ValueError("MongoStore needs a URI or a client")
+            client = MongoClient(uri, **_client_options(uri, server_selection_timeout_ms))
+            self._owns_client = True
+        else:
+            self._owns_client = False
+        self._client = client
+        # mongomock compatibility: mongomock 4.3's bulk_write cannot take the operations of
+        # pymongo >= 4.9 (it rejects their ``sort`` argument); see _replace_versioned_compat.
+        self._compat = type(client).__module__.startswith("mongomock")
+        db = (
+            client.get_database(database)
+            if database
+            else client.get_default_database(default=DEFAULT_DATABASE)
+        )
+        self.database_name: str = db.name
+        majority = WriteConcern(w="majority", j=True, wtimeout=write_timeout_ms)
+        self._users, self._events, self._orders = (
+            db.get_collection(name).with_options(
+                write_concern=majority, read_concern=ReadConcern("majority")
+            )
+            for name in ("users", "events", "orders")
+        )
+        self._indexed = False
+        self._index_lock = threading.Lock()
+        try:
+            self._ensure_indexes()
+        except StoreUnavailable as e:
+            # Start anyway: the writer backs off and the next call tries again.
+            log.warning("mongodb not reachable at start-up, indexes deferred: %s", e)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except StoreError:
+            raise
+        except (ConnectionFailure, WriteConcernError, ExecutionTimeout) as e:
+            raise StoreUnavailable(f"mongodb: {e}") from e
+        except PyMongoError as e:
+            if e.has_error_label("RetryableWriteError") or e.has_error_label(
+                "TransientTransactionError"
+            ):
+                raise StoreUnavailable(f"mongodb: {e}") from e
+            raise StoreError(f"mongodb: {e}") from e
+
+    def _ensure_indexes(self) -> None:
+        if self._indexed:
+            return
+        with self._index_lock, self._errors():
+            if self._indexed:
+                return
+            self._users.create_index([(EMAIL_KEY, ASCENDING)], unique=True, name="email_unique")
+            self._users.create_index([("role", ASCENDING)], name="role")
+            self._events.create_index(_BY_DATE, name="date")
+            self._orders.create_index(
+                [("usuarioId", ASCENDING), *_NEWEST_FIRST], name="user_newest"
+            )
+            self._orders.create_index([("estado", ASCENDING), *_NEWEST_FIRST], name="status_newest")
+            self._orders.create_index(
+                [("eventoId", ASCENDING), *_NEWEST_FIRST], name="event_newest"
+            )
+            self._orders.create_index(_NEWEST_FIRST, name="newest")
+            self._indexed = True
+
+    @contextlib.contextmanager
+    def _op(self) -> Iterator[None]:
+        """Every public method: indexes in place (deferred at start-up), errors mapped."""
+        self._ensure_indexes()
+        with self._errors():
+            yield
+
+    def ping(self) -> None:
+        with self._errors():
+            self._client.admin.command("ping")
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    # -- users -----------------------------------------------------------------------------
+
+    def create_user(self, user: User) -> None:
+        key = fold(user.email)
+        with self._op():
+            try:
+                self._users.insert_one(_to_doc(user, **{EMAIL_KEY: key}))
+            except DuplicateKeyError as e:
+                pattern = (e.details or {}).get("keyPattern") or {}
+                if EMAIL_KEY in pattern:
+                    raise DuplicateEmail(user.email) from e
+                if "_id" in pattern:
+                    raise DuplicateId("user", user.id) from e
+                # No keyPattern in the reply (older servers, the test stand-in): look.
+                if self._users.find_one({"_id": user.id}, {"_id": 1}) is None:
+                    raise DuplicateEmail(user.email) from e
+                raise DuplicateId("user", user.id) from e
+
+    def get_user(self, user_id: str) -> User | None:
+        with self._op():
+            doc = self._users.find_one({"_id": user_id})
+        return None if doc is None else _from_doc(doc, User)
+
+    def get_user_by_email(self, email: str) -> User | None:
+        with self._op():
+            doc = self._users.find_one({EMAIL_KEY: fold(email)})
+        return None if doc is None else _from_doc(doc, User)
+
+    def delete_user(self, user_id: str) -> bool:
+        with self._op():
+            return self._users.delete_one({"_id": user_id}).deleted_count > 0
+
+    def count_users_by_role(self) -> dict[str, int]:
+        with self._op():
+            rows = list(self._users.aggregate([{"$group": {"_id": "$role", "n": {"$sum": 1}}}]))
+        return {str(row["_id"]): int(row["n"]) for row in rows}
+
+    # -- events ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _event_doc(event: Event) -> Doc:
+        return _to_doc(event, **{LOCATION_KEY: fold(event.location)})
+
+    def create_event(self, event: Event) -> None:
+        with self._op():
+            try:
+                self._events.insert_one(self._event_doc(event))
+            except DuplicateKeyError as e:
+                raise DuplicateId("event", event.id) from e
+
+    def get_event(self, event_id: str) -> Event | None:
+        with self._op():
+            doc = self._events.find_one({"_id": event_id})
+        return None if doc is None else _from_doc(doc, Event)
+
+    def replace_event(self, event: Event) -> bool:
+        with self._op():
+            result = self._events.replace_one({"_id": event.id}, self._event_doc(event))
+        return result.matched_count > 0
+
+    def delete_event(self, event_id: str) -> bool:
+        with self._op():
+            return self._events.delete_one({"_id": event_id}).deleted_count > 0
+
+    def list_events(
+        self,
+        page: int,
+        limit: int,
+        *,
+        date_from_ms: int | None = None,
+        date_to_ms: int | None = None,
+        location: str | None = None,
+        ids: Collection[str] | None = None,
+    ) -> tuple[list[Event], int]:
+        offset = page_offset(page, limit)
+        query: Doc = {}
+        date: Doc = {}
+        if date_from_ms is not None:
+            date["$gte"] = date_from_ms
+        if date_to_ms is not None:
+            date["$lt"] = date_to_ms
+        if date:
+            query["fecha"] = date
+        if location:
+            query[LOCATION_KEY] = {"$regex": re.escape(fold(location))}
+        if ids is not None:
+            query["_id"] = {"$in": list(ids)}
+        with self._op():
+            total = self._events.count_documents(query)
+            docs = list(self._events.find(query).sort(_BY_DATE).skip(offset).limit(limit))
+        return [_from_doc(d, Event) for d in docs], int(total)
+
+    def all_events(self) -> list[Event]:
+        with self._op():
+            return [_from_doc(d, Event) for d in self._events.find({}).sort(_BY_DATE)]
+
+    def count_events(self) -> int:
+        with self._op():
+            return int(self._events.count_documents({}))
+
+    # -- orders ----------------------------------------------------------------------------
+
+    def upsert_orders(self, orders: list[Order]) -> int:
+        docs = [_to_doc(o) for o in latest_versions(orders)]
+        if not docs:
+            return 0
+        with self._op():
+            written, duplicates = self._replace_versioned(docs)
+            if duplicates:
+                # Two upserts of a new id can race: both miss the filter, both insert, and
+                # the loser gets E11000 although its version may be the newer. Once more,
+                # now that the document exists: a second E11000 means a newer one is stored.
+                again, _ = self._replace_versioned([docs[i] for i in duplicates])
+                written += again
+        return written
+
+    def _replace_versioned(self, docs: list[Doc]) -> tuple[int, list[int]]:
+        if self._compat:
+            return self._replace_versioned_compat(docs)
+        ops = [ReplaceOne({"_id": d["_id"], "v": {"$lte": d["v"]}}, d, upsert=True) for d in docs]
+        try:
+            result = self._orders.bulk_write(ops, ordered=False)
+        except BulkWriteError as e:
+            return bulk_outcome(dict(e.details))
+        return result.matched_count + result.upserted_count, []
+
+    def _replace_versioned_compat(self, docs: list[Doc]) -> tuple[int, list[int]]:
+        # mongomock compatibility: the same versioned upserts as _replace_versioned, one
+        # replace_one at a time, with the same outcome (written, duplicate-key indexes).
+        written = 0
+        duplicates: list[int] = []
+        for index, doc in enumerate(docs):
+            try:
+                result = self._orders.replace_one(
+                    {"_id": doc["_id"], "v": {"$lte": doc["v"]}}, doc, upsert=True
+                )
+            except DuplicateKeyError:
+                duplicates.append(index)
+                continue
+            written += 1 if result.matched_count or result.upserted_id is not None else 0
+        return written, duplicates
+
+    def get_order(self, order_id: str) -> Order | None:
+        with self._op():
+            doc = self._orders.find_one({"_id": order_id})
+        return None if doc is None else _from_doc(doc, Order)
+
+    def list_user_orders(self, user_id: str, page: int, limit: int) -> tuple[list[Order], int]:
+        return self._order_page({"usuarioId": user_id}, page, limit)
+
+    def list_orders(
+        self,
+        page: int,
+        limit: int,
+        *,
+        status: str | None = None,
+        event_id: str | None = None,
+    ) -> tuple[list[Order], int]:
+        query: Doc = {}
+        if status is not None:
+            query["estado"] = status
+        if event_id is not None:
+            query["eventoId"] = event_id
+        return self._order_page(query, page, limit)
+
+    def _order_page(self, query: Doc, page: int, limit: int) -> tuple[list[Order], int]:
+        offset = page_offset(page, limit)
+        with self._op():
+            total = self._orders.count_documents(query)
+            docs = list(self._orders.find(query).sort(_NEWEST_FIRST).skip(offset).limit(limit))
+        return [_from_doc(d, Order) for d in docs], int(total)
+
+    def order_stats(self) -> OrderStats:
+        with self._op():
+            by_status = self._orders.aggregate([{"$group": {"_id": "$estado", "n": {"$sum": 1}}}])
+            counts = {str(row["_id"]): int(row["n"]) for row in by_status}
+            confirmed = list(
+                self._orders.aggregate(
+                    [
+                        {"$match": {"estado": CONFIRMED}},
+                        {"$project": {"total": 1, "tickets": {"$sum": "$tickets.cantidad"}}},
+                        {
+                            "$group": {
+                                "_id": None,
+                                "sold": {"$sum": "$tickets"},
+                                "revenue": {"$sum": "$total"},
+                            }
+                        },
+                    ]
+                )
+            )
+        sold = int(confirmed[0]["sold"]) if confirmed else 0
+        revenue = money(confirmed[0]["revenue"]) if confirmed else 0.0
+        return OrderStats(by_status=counts, tickets_sold=sold, revenue=revenue)
+
+    def event_sales(self, event_id: str) -> dict[str, CategorySales]:
+        pipeline: list[Doc] = [
+            {"$match": {"eventoId": event_id, "estado": CONFIRMED}},
+            {"$unwind": "$tickets"},
+            {
+                "$group": {
+                    "_id": "$tickets.categoriaId",
+                    "sold": {"$sum": "$tickets.cantidad"},
+                    "revenue": {
+                        "$sum": {"$multiply": ["$tickets.cantidad", "$tickets.precioUnitario"]}
+                    },
+                }
+            },
+        ]
+        with self._op():
+            rows = list(self._orders.aggregate(pipeline))
+        return {
+            str(row["_id"]): CategorySales(sold=int(row["sold"]), revenue=money(row["revenue"]))
+            for row in rows
+        }
+
+    def sold_counts(self, event_id: str) -> dict[str, int]:
+        return {category: s.sold for category, s in self.event_sales(event_id).items()}

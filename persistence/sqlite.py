@@ -1,0 +1,434 @@
+"""The embedded store: one SQLite file (``DATA_DIR/onsale.db``), standard library only.
+
+Durability and concurrency:
+
+* WAL journal, so readers never block the writer and a crash (even SIGKILL mid-write)
+  leaves the last committed transaction intact.
+* ``synchronous=NORMAL`` by default: a committed transaction survives a process crash;
+  an OS crash or power loss may roll back the last few commits. ``synchronous=FULL``
+  (``SQLiteStore(path, synchronous="FULL")``) fsyncs every commit and survives those too,
+  at a throughput cost.
+* One connection per thread (``threading.local``); writes are serialised by a lock in
+  this process and by SQLite's busy timeout across processes (API and writer may share
+  the file). Every write is one ``BEGIN IMMEDIATE`` transaction.
+
+Queried fields are columns (with indexes); each row also keeps the full JSON document,
+which is what reads return. Emails and locations are matched through a case-folded copy
+computed in Python (SQLite's ``lower()`` only folds ASCII: "CÁDIZ" would not match).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+from engine.models import Order
+from persistence.errors import DuplicateEmail, DuplicateId, StoreError, StoreUnavailable
+from persistence.store import (
+    CONFIRMED,
+    CategorySales,
+    Event,
+    OrderStats,
+    User,
+    fold,
+    latest_versions,
+    money,
+    page_offset,
+    ticket_count,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id          TEXT PRIMARY KEY,
+    email_key   TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    doc         TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS users_email_key ON users (email_key);
+
+CREATE TABLE IF NOT EXISTS events (
+    id            TEXT PRIMARY KEY,
+    date          INTEGER NOT NULL,
+    location_key  TEXT NOT NULL,
+    doc           TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_date ON events (date, id);
+
+CREATE TABLE IF NOT EXISTS orders (
+    id          TEXT PRIMARY KEY,
+    event_id    TEXT NOT NULL,
+    user_id     TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    version     INTEGER NOT NULL,
+    quantity    INTEGER NOT NULL,
+    total       REAL NOT NULL,
+    doc         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_user ON orders (user_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS orders_status ON orders (status, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS orders_event ON orders (event_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS orders_created ON orders (created_at DESC, id DESC);
+"""
+
+# An order's event, user and creation time never change (the id carries the event), so an
+# update leaves them, and the indexes on them, alone.
+_UPSERT_ORDER = """
+INSERT INTO orders (id, event_id, user_id, status, created_at, version, quantity, total, doc)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    status = excluded.status,
+    version = excluded.version,
+    quantity = excluded.quantity,
+    total = excluded.total,
+    doc = excluded.doc
+WHERE excluded.version >= orders.version
+"""
+
+_EVENT_SALES = """
+SELECT json_extract(t.value, '$.categoriaId') AS category,
+       SUM(json_extract(t.value, '$.cantidad')),
+       SUM(json_extract(t.value, '$.cantidad') * json_extract(t.value, '$.precioUnitario'))
+FROM orders AS o, json_each(o.doc, '$.tickets') AS t
+WHERE o.event_id = ? AND o.status = ?
+GROUP BY category
+"""
+
+# Messages of sqlite3.OperationalError that mean "not now" rather than "never".
+_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o", "disk is full", "readonly")
+
+T = TypeVar("T")
+
+_user_decoder = msgspec.json.Decoder(User)
+_event_decoder = msgspec.json.Decoder(Event)
+_order_decoder = msgspec.json.Decoder(Order)
+_encoder = msgspec.json.Encoder()
+
+
+def _json(value: msgspec.Struct) -> str:
+    return _encoder.encode(value).decode()
+
+
+class SQLiteStore:
+    """The embedded :class:`persistence.store.Store` adapter."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        busy_timeout_s: float = 10.0,
+    ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self._busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closed = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreUnavailable(f"cannot create {self.path.parent}: {e}") from e
+        self._migrate()
+
+    # -- connections and transactions ----------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        with self._errors():
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # only close() touches another thread's connection
+                cached_statements=64,
+            )
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute("PRAGMA cache_size = -65536")  # up to 64 MiB of pages per connection
+        with self._connections_lock:
+            self._connections.append(conn)
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError("the store is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as e:
+            if any(word in str(e).lower() for word in _TRANSIENT):
+                raise StoreUnavailable(f"sqlite: {e}") from e
+            raise StoreError(f"sqlite: {e}") from e
+        except sqlite3.Error as e:
+            raise StoreError(f"sqlite: {e}") from e
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: committed on success, rolled back on any error."""
+        conn = self._conn()
+        with self._write_lock, self._errors():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction, so a page and its total come from one snapshot."""
+        conn = self._conn()
+        with self._errors():
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {version}; this onsale knows "
+                    f"{SCHEMA_VERSION} (downgrade?)"
+                )
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def ping(self) -> None:
+        with self._errors():
+            self._conn().execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        """Close every connection (call when no other thread is using the store)."""
+        self._closed = True
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    # -- users -----------------------------------------------------------------------------
+
+    def create_user(self, user: User) -> None:
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO users (id, email_key, role, doc) VALUES (?, ?, ?, ?)",
+                    (user.id, fold(user.email), user.role, _json(user)),
+                )
+        except StoreError as e:
+            cause = e.__cause__
+            if isinstance(cause, sqlite3.IntegrityError):
+                if "email_key" in str(cause):
+                    raise DuplicateEmail(user.email) from cause
+                raise DuplicateId("user", user.id) from cause
+            raise
+
+    def get_user(self, user_id: str) -> User | None:
+        return self._one("SELECT doc FROM users WHERE id = ?", (user_id,), _user_decoder)
+
+    def get_user_by_email(self, email: str) -> User | None:
+        return self._one("SELECT doc FROM users WHERE email_key = ?", (fold(email),), _user_decoder)
+
+    def delete_user(self, user_id: str) -> bool:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount > 0
+
+    def count_users_by_role(self) -> dict[str, int]:
+        with self._read() as conn:
+            rows = conn.execute("SELECT role, COUNT(*) FROM users GROUP BY role").fetchall()
+        return {role: int(n) for role, n in rows}
+
+    # -- events ----------------------------------------------------------------------------
+
+    def create_event(self, event: Event) -> None:
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO events (id, date, location_key, doc) VALUES (?, ?, ?, ?)",
+                    (event.id, event.date, fold(event.location), _json(event)),
+                )
+        except StoreError as e:
+            if isinstance(e.__cause__, sqlite3.IntegrityError):
+                raise DuplicateId("event", event.id) from e.__cause__
+            raise
+
+    def get_event(self, event_id: str) -> Event | None:
+        return self._one("SELECT doc FROM events WHERE id = ?", (event_id,), _event_decoder)
+
+    def replace_event(self, event: Event) -> bool:
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE events SET date = ?, location_key = ?, doc = ? WHERE id = ?",
+                (event.date, fold(event.location), _json(event), event.id),
+            )
+            return cursor.rowcount > 0
+
+    def delete_event(self, event_id: str) -> bool:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM events WHERE id = ?", (event_id,)).rowcount > 0
+
+    def list_events(
+        self,
+        page: int,
+        limit: int,
+        *,
+        date_from_ms: int | None = None,
+        date_to_ms: int | None = None,
+        location: str | None = None,
+        ids: Collection[str] | None = None,
+    ) -> tuple[list[Event], int]:
+        offset = page_offset(page, limit)
+        where: list[str] = []
+        params: list[Any] = []
+        if date_from_ms is not None:
+            where.append("date >= ?")
+            params.append(date_from_ms)
+        if date_to_ms is not None:
+            where.append("date < ?")
+            params.append(date_to_ms)
+        if location:
+            where.append("instr(location_key, ?) > 0")
+            params.append(fold(location))
+        if ids is not None:
+            # One JSON parameter instead of one placeholder per id (no variable limit).
+            where.append("id IN (SELECT value FROM json_each(?))")
+            params.append(msgspec.json.encode(list(ids)).decode())
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._read() as conn:
+            total = conn.execute(f"SELECT COUNT(*) FROM events {clause}", params).fetchone()[0]  # noqa: S608 - clause is built from constants
+            rows = conn.execute(
+                f"SELECT doc FROM events {clause} ORDER BY date, id LIMIT ? OFFSET ?",  # noqa: S608
+                [*params, limit, offset],
+            ).fetchall()
+        return [_event_decoder.decode(doc) for (doc,) in rows], int(total)
+
+    def all_events(self) -> list[Event]:
+        with self._read() as conn:
+            rows = conn.execute("SELECT doc FROM events ORDER BY date, id").fetchall()
+        return [_event_decoder.decode(doc) for (doc,) in rows]
+
+    def count_events(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    # -- orders ----------------------------------------------------------------------------
+
+    def upsert_orders(self, orders: list[Order]) -> int:
+        rows = [
+            (
+                o.id,
+                o.event_id,
+                o.user_id,
+                o.status,
+                o.created_at,
+                o.version,
+                ticket_count(o),
+                o.total,
+                _json(o),
+            )
+            for o in latest_versions(orders)
+        ]
+        if not rows:
+            return 0
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(_UPSERT_ORDER, rows)
+            return conn.total_changes - before
+
+    def get_order(self, order_id: str) -> Order | None:
+        return self._one("SELECT doc FROM orders WHERE id = ?", (order_id,), _order_decoder)
+
+    def list_user_orders(self, user_id: str, page: int, limit: int) -> tuple[list[Order], int]:
+        return self._order_page("WHERE user_id = ?", [user_id], page, limit)
+
+    def list_orders(
+        self,
+        page: int,
+        limit: int,
+        *,
+        status: str | None = None,
+        event_id: str | None = None,
+    ) -> tuple[list[Order], int]:
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if event_id is not None:
+            where.append("event_id = ?")
+            params.append(event_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return self._order_page(clause, params, page, limit)
+
+    def _order_page(
+        self, clause: str, params: list[Any], page: int, limit: int
+    ) -> tuple[list[Order], int]:
+        offset = page_offset(page, limit)
+        with self._read() as conn:
+            total = conn.execute(f"SELECT COUNT(*) FROM orders {clause}", params).fetchone()[0]  # noqa: S608
+            rows = conn.execute(
+                f"SELECT doc FROM orders {clause} "  # noqa: S608
+                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+        return [_order_decoder.decode(doc) for (doc,) in rows], int(total)
+
+    def order_stats(self) -> OrderStats:
+        with self._read() as conn:
+            by_status = conn.execute("SELECT status, COUNT(*) FROM orders GROUP BY status")
+            counts = {status: int(n) for status, n in by_status.fetchall()}
+            sold, revenue = conn.execute(
+                "SELECT COALESCE(SUM(quantity), 0), COALESCE(SUM(total), 0) "
+                "FROM orders WHERE status = ?",
+                (CONFIRMED,),
+            ).fetchone()
+        return OrderStats(by_status=counts, tickets_sold=int(sold), revenue=money(revenue))
+
+    def event_sales(self, event_id: str) -> dict[str, CategorySales]:
+        with self._read() as conn:
+            rows = conn.execute(_EVENT_SALES, (event_id, CONFIRMED)).fetchall()
+        return {
+            str(category): CategorySales(sold=int(sold), revenue=money(revenue))
+            for category, sold, revenue in rows
+        }
+
+    def sold_counts(self, event_id: str) -> dict[str, int]:
+        return {category: s.sold for category, s in self.event_sales(event_id).items()}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _one(self, sql: str, params: tuple[Any, ...], decoder: msgspec.json.Decoder[T]) -> T | None:
+        with self._errors():
+            row = self._conn().execute(sql, params).fetchone()
+        return None if row is None else decoder.decode(row[0])
