@@ -39,8 +39,11 @@ format: $(STAMP)
 
 ## Benchmarks: each prints ratios measured side by side in one run.
 bench: $(STAMP)
-	@command -v redis-benchmark >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-tools)
+	@command -v redis-benchmark >/dev/null && command -v wrk >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq redis-tools wrk)
 	$(BIN)/python -m loadtest.bench_engine
+	$(BIN)/python -m loadtest.bench_http
+	$(BIN)/python -m loadtest.bench_writer
 
 bench-engine: $(STAMP)
 	@command -v redis-benchmark >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-tools)

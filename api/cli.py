@@ -96,9 +96,142 @@ def cmd_sweeper(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare_shared_env(settings: Settings) -> None:
+    """Values every worker process must share: the JWT secret of a development run."""
+    import os
+
+    if not os.environ.get("JWT_SECRET"):
+        os.environ["JWT_SECRET"] = settings.jwt_secret
+
+
+async def _seed(settings: Settings, url: str) -> None:
+    from api.runtime import make_engine, redis_client
+    from api.security import Passwords
+    from api.seed import seed
+    from persistence.aio import AsyncStore
+    from persistence.store import open_store
+
+    redis = redis_client(url, settings)
+    engine = make_engine(redis, settings)
+    await engine.start()
+    store = AsyncStore(open_store(settings.mongodb_uri, settings.data_dir))
+    passwords = Passwords(settings.bcrypt_rounds, settings.bcrypt_threads)
+    try:
+        report = await seed(store, engine, passwords)
+        print(f"seed: {report.users_created} users, {report.events_created} events created")
+    finally:
+        passwords.close()
+        await store.close()
+        await redis.aclose()
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    settings = _settings()
+    _logging(settings)
+    from api.runtime import ensure_redis
+
+    url, server = ensure_redis(settings)
+    try:
+        asyncio.run(_seed(settings, url))
+    finally:
+        if server:
+            server.stop()
+    return 0
+
+
+def cmd_writer(args: argparse.Namespace) -> int:
+    settings = _settings()
+    _logging(settings)
+    import os
+    import socket
+
+    from api.runtime import ensure_redis, redis_client
+    from persistence.aio import AsyncStore
+    from persistence.store import open_store
+    from persistence.writer import OrderWriter
+
+    url, server = ensure_redis(settings)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        await _until_signal(stop)
+        redis = redis_client(url, settings)
+        store = AsyncStore(open_store(settings.mongodb_uri, settings.data_dir))
+        writer = OrderWriter(
+            redis, store, consumer_name=args.name or f"{socket.gethostname()}-{os.getpid()}"
+        )
+        try:
+            await writer.run(stop)
+        finally:
+            await store.close()
+            await redis.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        if server:
+            server.stop()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings()
+    _logging(settings)
+    import uvicorn
+
+    from api.runtime import ensure_redis
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _prepare_shared_env(settings)
+    url, server = ensure_redis(settings)
+    try:
+        if args.seed:
+            asyncio.run(_seed(settings, url))
+        host = args.host or settings.host
+        port = args.port or settings.port
+        print(
+            f"onsale: serving on http://{host}:{port} (redis {url}, "
+            f"store {'mongodb' if settings.mongodb_uri else settings.data_dir / 'onsale.db'})",
+            flush=True,
+        )
+        uvicorn.run(
+            "api.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=args.workers,
+            log_level=settings.log_level,
+            access_log=args.access_log,
+            lifespan="on",
+            ws_max_size=64 * 1024,
+            ws_ping_interval=20,
+            ws_ping_timeout=20,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if server:
+            server.stop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onsale", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="serve the API and WebSocket (uvicorn)")
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--seed", action="store_true", help="create the demo data first (once)")
+    p.add_argument("--access-log", action="store_true")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("seed", help="create the demo users and events (idempotent)")
+    p.set_defaults(func=cmd_seed)
+
+    p = sub.add_parser("writer", help="persist the order streams into the store")
+    p.add_argument("--name", default=None, help="consumer name (default host-pid)")
+    p.set_defaults(func=cmd_writer)
 
     p = sub.add_parser("audit", help="check available + held + sold == total everywhere")
     p.add_argument("--event", action="append", help="only this event (repeatable)")

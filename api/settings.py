@@ -49,6 +49,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     bcrypt_rounds: int = 12
     bcrypt_threads: int = 2
+    bench_endpoints: bool = False
 
     @property
     def production(self) -> bool:
@@ -192,6 +193,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         if app_env != "production"
         else max(12, _int(env, "BCRYPT_ROUNDS", 12, 4, 16)),
         bcrypt_threads=_int(env, "BCRYPT_THREADS", 2, 1, 64),
+        bench_endpoints=_bool(env, "BENCH_ENDPOINTS", False) and app_env != "production",
     )
 
 

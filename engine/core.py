@@ -349,6 +349,28 @@ class Engine:
             out.append(decode_order(raw))
         return out
 
+    async def note_user_order(self, order: Order, keep: int = 200, ttl_s: int = 3600) -> None:
+        """Remember a user's new order for ``ttl_s`` so their order list shows it before
+        the writer has persisted it (read-your-writes)."""
+        await self._run(
+            "remember_order",
+            [keys.user_orders(order.user_id)],
+            [order.id, order.created_at, keep, ttl_s],
+        )
+
+    async def recent_user_orders(self, user_id: str) -> list[Order]:
+        """The user's recent orders, as Redis holds them now, newest first."""
+        ids = [_text(x) for x in await self.redis.zrevrange(keys.user_orders(user_id), 0, -1)]
+        if not ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        wanted = [(oid, event_of_order(oid)) for oid in ids]
+        for oid, event_id in wanted:
+            if event_id is not None:
+                pipe.hget(keys.orders(event_id), oid)
+        found = await pipe.execute()
+        return [decode_order(raw) for raw in found if raw]
+
     # -- stock -------------------------------------------------------------------------
 
     async def event_ids(self) -> list[str]:
@@ -371,6 +393,15 @@ class Engine:
             if stock is not None:
                 out[event_id] = stock
         return out
+
+    async def live_holds(self, event_ids: Sequence[str]) -> int:
+        """How many holds are live (RESERVED, not yet released) across these events."""
+        if not event_ids:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.zcard(keys.deadlines(event_id))
+        return sum(int(n) for n in await pipe.execute())
 
     async def forget_event(self, event_id: str) -> None:
         """Drop an event's live keys (after it was deleted and its holds cancelled)."""

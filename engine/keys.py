@@ -13,8 +13,9 @@ Cluster slot and every script touches keys of a single slot:
 ``os:{evt:E}:log``                     stream: order changes for the writer (trimmed by MINID)
 =====================================  =====================================================
 
-Global keys (never touched by a script): ``os:events`` (set of armed event ids) and
-``os:writer:dead`` (the writer's dead-letter stream), ``os:rl:*`` (rate limits).
+Global keys (never touched by a script): ``os:events`` (set of armed event ids),
+``os:writer:dead`` (the writer's dead-letter stream), ``os:rl:*`` (rate limits) and
+``os:user:{<userId>}:recent`` (a user's recent order ids, for read-your-writes).
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ def order_log(event_id: str) -> str:
     return f"{tag(event_id)}:log"
 
 
+def user_orders(user_id: str) -> str:
+    """Sorted set of a user's recent order ids (read-your-writes before the writer)."""
+    return f"{PREFIX}:user:{{{user_id}}}:recent"
+
+
 def rate_limit(scope: str, subject: str, window: int) -> str:
     return f"{PREFIX}:rl:{scope}:{subject}:{window}"
 
@@ -77,6 +83,12 @@ def parse_timer(key: str) -> TimerKey | None:
     """The event and order of a timer key name, or None for any other key."""
     m = _TIMER_RE.match(key)
     return TimerKey(m.group(1), m.group(2)) if m else None
+
+
+def event_of_feed(key: str) -> str | None:
+    """The event id of a feed stream key, or None."""
+    m = re.match(rf"^{PREFIX}:\{{evt:({_ID})\}}:feed$", key)
+    return m.group(1) if m else None
 
 
 def event_of_log(key: str) -> str | None:

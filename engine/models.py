@@ -80,8 +80,11 @@ def decode_order(raw: bytes | str) -> Order:
 
 def iso(ms: int) -> str:
     """ISO-8601 UTC with milliseconds, as every API time is written."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    dt = datetime.fromtimestamp(ms // 1000, tz=UTC)
+    return (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
+        f"{dt.second:02d}.{ms % 1000:03d}Z"
+    )
 
 
 def new_id() -> str:

@@ -21,7 +21,22 @@ import hiredis
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
-LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
+
+def _lua_dir() -> Path:
+    """``lua/`` of a source checkout (editable install), else the copy a wheel installs
+    under ``<prefix>/share/onsale/lua`` (pyproject ``data-files``)."""
+    import sys
+
+    for candidate in (
+        Path(__file__).resolve().parent.parent / "lua",
+        Path(sys.prefix) / "share" / "onsale" / "lua",
+    ):
+        if (candidate / "lib" / "common.lua").is_file():
+            return candidate
+    raise FileNotFoundError("the lua/ scripts are neither beside engine/ nor installed")
+
+
+LUA_DIR = _lua_dir()
 _INCLUDE = re.compile(r"^-- @include (\w+)$", re.MULTILINE)
 
 

@@ -26,6 +26,7 @@ from engine.errors import (
     SoldOut,
 )
 from engine.models import CategorySpec
+from engine.scripts import LUA_DIR
 
 pytestmark = pytest.mark.asyncio
 
@@ -345,3 +346,36 @@ async def test_feed_is_capped(redis: Redis) -> None:
         await engine.hold("e1", f"u{i}", [("a", 1)])
     assert await redis.xlen(keys.feed("e1")) < 300
     assert await redis.xlen(keys.order_log("e1")) == 300  # never capped
+
+
+async def test_lua_iso_times_match_python(engine: Engine, redis: Redis) -> None:
+    from engine.models import iso
+
+    await engine.arm_event("e1", CATS)
+    order = (await engine.hold("e1", "u1", [("vip", 1)])).order
+    changes = [d for n, d in await feed_events(redis, "e1") if n == "order:status-change"]
+    assert changes == [
+        {"orderId": order.id, "nuevoEstado": "RESERVED", "expiraEn": iso(order.expires_at)}
+    ]
+    # Leap day and year boundaries of the civil-from-days conversion.
+    for ms in (951_782_400_000, 1_709_164_800_123, 1_735_689_599_999, 4_107_542_400_000):
+        lib = (LUA_DIR / "lib" / "common.lua").read_text()
+        got = await redis.eval(lib + "\nreturn iso(tonumber(ARGV[1]))", 0, ms)
+        assert got.decode() == iso(ms), ms
+
+
+# -- remember_order ------------------------------------------------------------------------
+
+
+async def test_remember_order_keeps_the_newest_and_expires(engine: Engine, redis: Redis) -> None:
+    await engine.arm_event("e1", CATS, max_per_order=50)
+    made = [(await engine.hold("e1", "u1", [("gen", 1)])).order for _ in range(5)]
+    for order in made:
+        await engine.note_user_order(order, keep=3, ttl_s=100)
+    key = keys.user_orders("u1")
+    assert await redis.zcard(key) == 3
+    assert 0 < await redis.ttl(key) <= 100
+    recent = await engine.recent_user_orders("u1")
+    newest = sorted(made, key=lambda o: (o.created_at, o.id), reverse=True)[:3]
+    assert [o.id for o in recent] == [o.id for o in newest]
+    assert await engine.recent_user_orders("nobody") == []

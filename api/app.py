@@ -1,0 +1,133 @@
+"""The Litestar application: routes, auth, errors, security headers, OpenAPI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+from litestar import Litestar, post
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import MutableScopeHeaders
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig
+from litestar.types import Message, Scope
+
+from api.controllers.admin import AdminController
+from api.controllers.auth import AuthController
+from api.controllers.events import EventController
+from api.controllers.health import HealthController
+from api.controllers.orders import OrderController
+from api.errors import EXCEPTION_HANDLERS
+from api.security import make_jwt_auth
+from api.settings import Settings, get_settings
+from api.state import build_resources
+from api.validation import strict_body
+from api.ws import ws_endpoint
+
+SECURITY_HEADERS: list[tuple[str, str]] = [
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "SAMEORIGIN"),
+    ("referrer-policy", "no-referrer"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+    ("x-dns-prefetch-control", "off"),
+    ("x-download-options", "noopen"),
+    ("x-permitted-cross-domain-policies", "none"),
+    ("origin-agent-cluster", "?1"),
+    ("strict-transport-security", "max-age=15552000; includeSubDomains"),
+    (
+        "content-security-policy",
+        "default-src 'self'; base-uri 'self'; font-src 'self' https: data:; "
+        "img-src 'self' data:; object-src 'none'; script-src 'self' https://cdn.jsdelivr.net "
+        "'unsafe-inline'; style-src 'self' https: 'unsafe-inline'; connect-src 'self' ws: wss:; "
+        "frame-ancestors 'self'",
+    ),
+]
+
+
+async def security_headers(message: Message, scope: Scope) -> None:
+    """The Helmet set on every HTTP response, errors from middleware included."""
+    if message["type"] == "http.response.start":
+        headers = MutableScopeHeaders.from_message(message=message)
+        for name, value in SECURITY_HEADERS:
+            if name not in headers:
+                headers[name] = value
+
+
+class EchoIn(msgspec.Struct):
+    eventoId: str
+    tickets: list[dict[str, Any]]
+
+
+@post("/bench/echo", exclude_from_auth=True, include_in_schema=False, status_code=201)
+async def bench_echo(data: EchoIn) -> EchoIn:
+    """The bare JSON POST that the HTTP benchmark measures holds against (BENCH_ENDPOINTS)."""
+    return data
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    jwt_auth = make_jwt_auth(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        resources = await build_resources(settings, jwt_auth)
+        app.state.onsale = resources
+        try:
+            yield
+        finally:
+            await resources.close()
+
+    prometheus = PrometheusConfig(
+        app_name="onsale", prefix="onsale", group_path=True, exclude=["/metrics", "/health"]
+    )
+    app_kwargs: dict[str, Any] = {}
+    handlers: list[Any] = [
+        AuthController,
+        EventController,
+        OrderController,
+        AdminController,
+        HealthController,
+        ws_endpoint,
+    ]
+    if settings.bench_endpoints:
+        handlers.append(bench_echo)
+    if settings.cors_origins:
+        app_kwargs["cors_config"] = CORSConfig(
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    return Litestar(
+        route_handlers=handlers,
+        lifespan=[lifespan],
+        on_app_init=[jwt_auth.on_app_init],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[prometheus.middleware],
+        before_send=[security_headers],
+        before_request=strict_body,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="onsale",
+            version="0.1.0",
+            description="Redis-first ticket reservation engine",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+        ),
+        debug=False,
+        **app_kwargs,
+    )
+
+
+def app_from_env() -> Litestar:
+    """uvicorn factory entry point (``api.app:app_from_env``)."""
+    return create_app()

@@ -1,0 +1,1 @@
+"""HTTP controllers: thin, each calls the engine or the store and returns a schema."""

@@ -1,0 +1,181 @@
+"""Authentication and authorization: bcrypt off the event loop, Litestar's JWT auth with
+the algorithm pinned to HS256, role guards, and a Redis fixed-window rate limiter.
+
+The per-request user is built from the token's claims (id and role): no store round trip
+on the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import bcrypt
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.security.jwt import JWTAuth, Token
+from redis.asyncio import Redis
+
+from api.jwt_cache import CachingJWTAuthenticationMiddleware
+from api.settings import Settings
+from engine import keys
+
+ROLES = ("ADMIN", "ORGANIZADOR", "COMPRADOR")
+MAX_PASSWORD_BYTES = 72
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, from the verified token alone."""
+
+    id: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "ADMIN"
+
+
+class Passwords:
+    """bcrypt hashing in a bounded thread pool, never on the event loop."""
+
+    def __init__(self, rounds: int, threads: int) -> None:
+        self.rounds = rounds
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bcrypt")
+        # Compared against when the e-mail is unknown, so both answers take as long.
+        self._dummy = bcrypt.hashpw(b"onsale-dummy", bcrypt.gensalt(rounds)).decode()
+
+    async def hash(self, password: str) -> str:
+        raw = password.encode()
+        loop = asyncio.get_running_loop()
+        hashed = await loop.run_in_executor(
+            self.pool, lambda: bcrypt.hashpw(raw, bcrypt.gensalt(self.rounds))
+        )
+        return hashed.decode()
+
+    async def verify(self, password: str, hashed: str | None) -> bool:
+        raw = password.encode()
+        if len(raw) > MAX_PASSWORD_BYTES:
+            return False
+        target = (hashed or self._dummy).encode()
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(self.pool, lambda: bcrypt.checkpw(raw, target))
+        return ok and hashed is not None
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def password_problems(password: str) -> str | None:
+    """The password policy: 8 to 72 bytes, letters and digits."""
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        return "password must be at most 72 bytes"
+    if len(password) < 8:
+        return "password must be at least 8 characters"
+    if not any(c.isalpha() for c in password) or not any(c.isdigit() for c in password):
+        return "password must contain letters and digits"
+    return None
+
+
+async def retrieve_principal(token: Token, _: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    role = token.extras.get("role")
+    if role not in ROLES or not token.sub:
+        raise NotAuthorizedException("invalid token")
+    return Principal(id=token.sub, role=role)
+
+
+PUBLIC_PATHS = [
+    "^/$",
+    "^/schema",
+    "^/health",
+    "^/metrics",
+    "^/ws",
+    "^/static",
+    "^/api/auth/login",
+    "^/api/auth/register",
+]
+
+
+def make_jwt_auth(settings: Settings) -> JWTAuth[Principal, Token]:
+    return JWTAuth[Principal, Token](
+        retrieve_user_handler=retrieve_principal,
+        token_secret=settings.jwt_secret,
+        algorithm="HS256",
+        default_token_expiration=timedelta(seconds=settings.jwt_expires_in),
+        exclude=PUBLIC_PATHS,
+        require_claims=["exp", "iat", "sub"],
+        verify_expiry=True,
+        authentication_middleware_class=CachingJWTAuthenticationMiddleware,
+    )
+
+
+async def verify_token(auth: JWTAuth[Principal, Token], raw: str) -> Principal | None:
+    """The principal of a raw token (WebSocket ``auth`` / ``?token=``), None if invalid."""
+    try:
+        token = auth.token_cls.decode(
+            encoded_token=raw,
+            secret=auth.token_secret,
+            algorithm=auth.algorithm,
+            require_claims=auth.require_claims,
+            verify_exp=True,
+        )
+        return await retrieve_principal(token, None)  # type: ignore[arg-type]
+    except (NotAuthorizedException, ValueError, TypeError):
+        return None
+
+
+def issue_token(auth: JWTAuth[Principal, Token], user_id: str, role: str) -> str:
+    return auth.create_token(identifier=user_id, token_extras={"role": role})
+
+
+# -- guards ------------------------------------------------------------------------------
+
+
+def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    user = connection.scope.get("user")
+    if not isinstance(user, Principal):
+        raise NotAuthorizedException("authentication required")
+    return user
+
+
+def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if not principal_of(connection).is_admin:
+        raise PermissionDeniedException("requires role ADMIN")
+
+
+def organizer_or_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if principal_of(connection).role not in ("ADMIN", "ORGANIZADOR"):
+        raise PermissionDeniedException("requires role ORGANIZADOR or ADMIN")
+
+
+# -- rate limiting -----------------------------------------------------------------------
+
+
+class RateLimiter:
+    """Fixed one-minute windows counted with INCR in Redis, so the limit holds across
+    every API process (Litestar's RateLimitMiddleware reads then writes its store, which
+    lets concurrent requests on several workers through, and keys only by address)."""
+
+    def __init__(self, redis: Redis, per_minute: int) -> None:
+        self.redis = redis
+        self.per_minute = per_minute
+
+    async def hit(self, scope: str, subject: str) -> int | None:
+        """None when allowed, else seconds until the window resets."""
+        if self.per_minute <= 0:
+            return None
+        now = time.time()
+        window = int(now // 60)
+        key = keys.rate_limit(scope, subject, window)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, 120)
+        count, _ = await pipe.execute()
+        if int(count) > self.per_minute:
+            return max(1, int(60 - now % 60))
+        return None

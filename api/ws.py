@@ -1,0 +1,396 @@
+"""Real-time feed: rooms over the events' feed streams, served at ``/ws``.
+
+One :class:`Hub` per process. Its :class:`~engine.feed.FeedTailer` reads, with one blocking
+XREAD, the feed of every event a local client watches (and, while someone watches a user
+room, every armed event's feed for ``order:status-change``). Fan-out happens here, per
+process, so any number of API processes need nothing between them.
+
+Litestar's ChannelsPlugin was evaluated: its stream backend replays "the last N", not
+"since an id"; it puts a TTL on stream keys and reads all channels in one XREAD that is not
+cluster-safe, and its backlog drops per subscriber rather than conflating per category.
+Replay-since-id, snapshots and conflation are the heart of this module, so the thin reading
+loop is ours too (engine/feed.py).
+
+Every socket has a bounded :class:`Outbox`: stock updates are conflated to the latest value
+per category (moved to the end, so delivered ids only grow); other frames are kept in order
+up to a bound, past which the socket is closed (1013) and the client resumes with ``since``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+from litestar.security.jwt import JWTAuth, Token
+from redis.asyncio import Redis
+
+from api.security import Principal, verify_token
+from engine import feed
+from engine.core import Engine
+from engine.feed import FeedEntry, FeedTailer, id_tuple
+from engine.keys import ID_RE
+
+log = logging.getLogger(__name__)
+
+ROOM_EVENTS = {"ticket:stock-update", "ticket:almost-sold-out", "event:update"}
+USER_EVENTS = {"order:status-change"}
+MAX_ROOMS_PER_SOCKET = 100
+MAX_QUEUED_FRAMES = 2000
+MAX_BUFFERED_WHILE_JOINING = 10_000
+MESSAGES_PER_SECOND = 50.0
+MESSAGE_BURST = 100.0
+USER_FEED_REFRESH_S = 1.0
+
+
+class Outbox:
+    """A socket's bounded send queue with per-category conflation of stock updates."""
+
+    def __init__(self, max_frames: int = MAX_QUEUED_FRAMES) -> None:
+        self.max_frames = max_frames
+        self.frames: OrderedDict[Hashable, bytes] = OrderedDict()
+        self.ready = asyncio.Event()
+        self.overflowed = False
+        self.conflated = 0
+        self._seq = itertools.count()
+
+    def put(self, frame: bytes, conflate_key: Hashable | None = None) -> None:
+        if conflate_key is not None:
+            if self.frames.pop(conflate_key, None) is not None:
+                self.conflated += 1
+            self.frames[conflate_key] = frame
+        else:
+            self.frames[next(self._seq)] = frame
+        if len(self.frames) > self.max_frames:
+            self.overflowed = True
+        self.ready.set()
+
+    def take(self) -> list[bytes]:
+        out = list(self.frames.values())
+        self.frames.clear()
+        self.ready.clear()
+        return out
+
+
+@dataclass(eq=False)
+class Client:
+    """One connected socket: its rooms, per-event cursors and outbox."""
+
+    principal: Principal | None = None
+    outbox: Outbox = field(default_factory=Outbox)
+    cursors: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    buffered: dict[str, list[FeedEntry]] = field(default_factory=dict)
+    users: set[str] = field(default_factory=set)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    tokens: float = MESSAGE_BURST
+    last_refill: float = field(default_factory=time.monotonic)
+
+    def allow_message(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(
+            MESSAGE_BURST, self.tokens + (now - self.last_refill) * MESSAGES_PER_SECOND
+        )
+        self.last_refill = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def send_entry(self, entry: FeedEntry) -> None:
+        key = None
+        if entry.category is not None:
+            key = ("stock", entry.event_id, entry.category)
+        self.outbox.put(entry.frame, key)
+
+    def deliver(self, entry: FeedEntry) -> None:
+        """An event-room entry: buffered while joining, else sent once past the cursor."""
+        if entry.event_id not in self.cursors:
+            return
+        cursor = self.cursors[entry.event_id]
+        if cursor is None:
+            pending = self.buffered.setdefault(entry.event_id, [])
+            pending.append(entry)
+            if len(pending) > MAX_BUFFERED_WHILE_JOINING:
+                self.outbox.overflowed = True
+                self.outbox.ready.set()
+            return
+        position = id_tuple(entry.id)
+        if position > cursor:
+            self.cursors[entry.event_id] = position
+            self.send_entry(entry)
+
+
+def frame(event: str, data: Any, id_: str | None = None) -> bytes:
+    body: dict[str, Any] = {"event": event, "data": data}
+    if id_ is not None:
+        body["id"] = id_
+    return msgspec.json.encode(body)
+
+
+class Hub:
+    """Rooms of this process and the tailer that feeds them."""
+
+    def __init__(self, redis: Redis, engine: Engine, jwt_auth: JWTAuth[Principal, Token]) -> None:
+        self.redis = redis
+        self.engine = engine
+        self.jwt_auth = jwt_auth
+        self.rooms: dict[str, set[Client]] = {}
+        self.user_rooms: dict[str, set[Client]] = {}
+        self.clients: set[Client] = set()
+        self.tailer = FeedTailer(redis, self.dispatch)
+        self._user_feed_events: set[str] = set()
+
+    # -- fan-out -------------------------------------------------------------------------
+
+    def dispatch(self, entries: list[FeedEntry]) -> None:
+        for entry in entries:
+            if entry.name in USER_EVENTS:
+                for client in self.user_rooms.get(entry.user or "", ()):
+                    client.outbox.put(entry.frame)
+            else:
+                for client in self.rooms.get(entry.event_id, ()):
+                    client.deliver(entry)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.gather(self.tailer.run(stop), self._follow_user_feeds(stop))
+
+    async def _follow_user_feeds(self, stop: asyncio.Event) -> None:
+        """While a user room is open here, tail every armed event for status changes."""
+        while not stop.is_set():
+            try:
+                wanted = set(await self.engine.event_ids()) if self.user_rooms else set()
+                for event_id in wanted - self._user_feed_events:
+                    self.tailer.follow(event_id, await feed.last_id(self.redis, event_id))
+                for event_id in self._user_feed_events - wanted:
+                    if event_id not in self.rooms:
+                        self.tailer.unfollow(event_id)
+                self._user_feed_events = wanted
+            except Exception as e:
+                log.warning("user feed refresh failed: %s", e)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), USER_FEED_REFRESH_S)
+
+    # -- rooms ---------------------------------------------------------------------------
+
+    async def join_event(self, client: Client, event_id: str, since: str | None) -> dict[str, Any]:
+        if event_id not in client.cursors and len(client.cursors) >= MAX_ROOMS_PER_SOCKET:
+            raise HubError("too_many_rooms", f"at most {MAX_ROOMS_PER_SOCKET} rooms per socket")
+        # Register first (buffering), then read: nothing between the two is lost.
+        client.cursors[event_id] = None
+        client.buffered[event_id] = []
+        self.rooms.setdefault(event_id, set()).add(client)
+        if event_id not in self.tailer.positions:
+            self.tailer.follow(event_id, await feed.last_id(self.redis, event_id))
+        replayed, complete = 0, False
+        if since is not None:
+            entries, complete = await feed.since(self.redis, event_id, since)
+            if complete:
+                for entry in entries:
+                    if entry.name in ROOM_EVENTS:
+                        client.send_entry(entry)
+                        replayed += 1
+                cursor_id = entries[-1].id if entries else since
+        if since is None or not complete:
+            stock, cursor_id = await feed.snapshot(self.redis, event_id)
+            if stock is None:
+                self.leave_event(client, event_id)
+                raise HubError("event_not_found", f"event {event_id} not found")
+            for c in stock.categories:
+                client.outbox.put(
+                    frame(
+                        "ticket:stock-update",
+                        {"eventoId": event_id, "categoriaId": c.id, "nuevoStock": c.available},
+                        cursor_id,
+                    ),
+                    ("stock", event_id, c.id),
+                )
+        cursor = id_tuple(cursor_id)
+        client.cursors[event_id] = cursor
+        for entry in client.buffered.pop(event_id, []):
+            client.deliver(entry)
+        return {
+            "eventId": event_id,
+            "id": cursor_id,
+            "replayed": replayed,
+            "snapshot": since is None or not complete,
+        }
+
+    def leave_event(self, client: Client, event_id: str) -> None:
+        client.cursors.pop(event_id, None)
+        client.buffered.pop(event_id, None)
+        room = self.rooms.get(event_id)
+        if room is not None:
+            room.discard(client)
+            if not room:
+                del self.rooms[event_id]
+                if event_id not in self._user_feed_events:
+                    self.tailer.unfollow(event_id)
+
+    def join_user(self, client: Client, user_id: str) -> None:
+        who = client.principal
+        if who is None:
+            raise HubError("unauthorized", "join:user needs a valid token (auth or ?token=)")
+        if who.id != user_id and not who.is_admin:
+            raise HubError("forbidden", "you may only join your own user room")
+        client.users.add(user_id)
+        self.user_rooms.setdefault(user_id, set()).add(client)
+
+    def leave_user(self, client: Client, user_id: str) -> None:
+        client.users.discard(user_id)
+        room = self.user_rooms.get(user_id)
+        if room is not None:
+            room.discard(client)
+            if not room:
+                del self.user_rooms[user_id]
+
+    def remove(self, client: Client) -> None:
+        for event_id in list(client.cursors):
+            self.leave_event(client, event_id)
+        for user_id in list(client.users):
+            self.leave_user(client, user_id)
+        self.clients.discard(client)
+        client.closed.set()
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "clients": len(self.clients),
+            "eventRooms": len(self.rooms),
+            "userRooms": len(self.user_rooms),
+            "tailedStreams": len(self.tailer.positions),
+            "queuedFrames": sum(len(c.outbox.frames) for c in self.clients),
+            "tasks": len(asyncio.all_tasks()),
+        }
+
+    # -- client messages -----------------------------------------------------------------
+
+    async def handle(self, client: Client, raw: str | bytes) -> None:
+        """One client message; answers with a frame on the client's outbox."""
+        try:
+            msg = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            raise HubError("bad_message", "messages are JSON objects") from None
+        if not isinstance(msg, dict) or not isinstance(msg.get("event"), str):
+            raise HubError("bad_message", 'expected {"event": ..., "data": {...}}')
+        name = msg["event"]
+        data = msg.get("data", {})
+        if not isinstance(data, dict):
+            raise HubError("bad_message", "data must be an object")
+        await self.handle_event(client, name, data)
+
+    async def handle_event(self, client: Client, name: str, data: dict[str, Any]) -> None:
+        if name == "auth":
+            token = data.get("token")
+            principal = await verify_token(self.jwt_auth, token) if isinstance(token, str) else None
+            if principal is None:
+                raise HubError("unauthorized", "invalid token")
+            client.principal = principal
+            client.outbox.put(
+                frame("authenticated", {"userId": principal.id, "role": principal.role})
+            )
+        elif name == "join:event":
+            event_id = _id(data, "eventId")
+            since = data.get("since")
+            if since is not None and not (isinstance(since, str) and _valid_stream_id(since)):
+                raise HubError("bad_message", "since must be a stream id like 1700000000000-0")
+            ack = await self.join_event(client, event_id, since)
+            client.outbox.put(frame("joined", {"room": "event", **ack}))
+        elif name == "leave:event":
+            event_id = _id(data, "eventId")
+            self.leave_event(client, event_id)
+            client.outbox.put(frame("left", {"room": "event", "eventId": event_id}))
+        elif name == "join:user":
+            user_id = _id(data, "userId")
+            self.join_user(client, user_id)
+            client.outbox.put(frame("joined", {"room": "user", "userId": user_id}))
+        elif name == "leave:user":
+            user_id = _id(data, "userId")
+            self.leave_user(client, user_id)
+            client.outbox.put(frame("left", {"room": "user", "userId": user_id}))
+        else:
+            raise HubError("unknown_event", f"unknown event {name[:64]!r}")
+
+
+class HubError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _id(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise HubError("bad_message", f"{name} must be an id")
+    return value
+
+
+def _valid_stream_id(value: str) -> bool:
+    ms, dash, seq = value.partition("-")
+    return ms.isdigit() and len(ms) <= 20 and (not dash or (seq.isdigit() and len(seq) <= 20))
+
+
+async def serve_socket(hub: Hub, socket: WebSocket[Any, Any, Any]) -> None:
+    """The life of one socket: reader loop here, writer task beside it."""
+    await socket.accept()
+    client = Client()
+    hub.clients.add(client)
+    token = socket.query_params.get("token")
+    if token:
+        client.principal = await verify_token(hub.jwt_auth, token)
+        if client.principal is None:
+            client.outbox.put(frame("error", {"code": "unauthorized", "message": "invalid token"}))
+
+    async def writer() -> None:
+        while not client.closed.is_set():
+            await client.outbox.ready.wait()
+            if client.outbox.overflowed:
+                await socket.close(code=1013, reason="too slow: reconnect with since")
+                client.closed.set()
+                return
+            for data in client.outbox.take():
+                await socket.send_text(data.decode())
+
+    send_task = asyncio.create_task(writer())
+    try:
+        while not client.closed.is_set():
+            receive = asyncio.create_task(socket.receive_text())
+            done, _ = await asyncio.wait({receive, send_task}, return_when=asyncio.FIRST_COMPLETED)
+            if receive not in done:
+                receive.cancel()
+                with contextlib.suppress(BaseException):
+                    await receive
+                break
+            raw = receive.result()
+            if not client.allow_message():
+                client.outbox.put(
+                    frame("error", {"code": "rate_limited", "message": "too many messages"})
+                )
+                await asyncio.sleep(0)
+                await socket.close(code=1008, reason="too many messages")
+                break
+            try:
+                await hub.handle(client, raw)
+            except HubError as e:
+                client.outbox.put(frame("error", {"code": e.code, "message": e.message}))
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        hub.remove(client)
+        send_task.cancel()
+        with contextlib.suppress(BaseException):
+            await send_task
+
+
+@websocket("/ws", exclude_from_auth=True)
+async def ws_endpoint(socket: WebSocket[Any, Any, Any]) -> None:
+    hub: Hub = socket.app.state.onsale.hub
+    await serve_socket(hub, socket)

@@ -1,0 +1,195 @@
+"""HTTP holds/s (POST /api/orders with a JWT) against a bare JSON POST of the same app.
+
+Side by side in one run (A B A B ...): wrk on core 1 drives one uvicorn worker pinned to
+core 0 (Redis shares core 0), first the bare endpoint, then the hold endpoint. Prints the
+median ratio hold / bare, p50 and p99, and ends with ``onsale audit``.
+
+    python -m loadtest.bench_http [--seconds 5] [--rounds 3] [--connections 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from engine.redis_server import RedisServer, free_port
+from loadtest.common import machine, pin_pid, pin_prefix, summary, write_result
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = [[%s]]
+wrk.headers["Content-Type"] = "application/json"
+%s
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %%d %%d %%d %%d %%d\\n", summary.requests,
+    summary.errors.status, latency:percentile(50), latency:percentile(99), summary.duration))
+end
+"""
+
+
+def wrk(
+    url: str, body: str, token: str | None, seconds: float, connections: int, tmp: Path
+) -> dict[str, float]:
+    script = tmp / "bench.lua"
+    auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
+    script.write_text(WRK_SCRIPT % (body, auth))
+    cmd = [
+        *pin_prefix(1),
+        "wrk",
+        "-t",
+        "2",
+        "-c",
+        str(connections),
+        "-d",
+        f"{max(1, round(seconds))}s",
+        "-s",
+        str(script),
+        url,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    m = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+)", out)
+    if not m:
+        raise SystemExit(f"wrk failed:\n{out}")
+    requests, errors, p50, p99, duration = (int(x) for x in m.groups())
+    return {
+        "rps": requests / (duration / 1e6),
+        "errors": errors,
+        "p50_ms": p50 / 1000,
+        "p99_ms": p99 / 1000,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: apt-get install wrk (make bench does)")
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        redis = RedisServer(tmp / "redis", appendonly=False).start()
+        assert redis.process is not None
+        port = free_port()
+        env = {
+            **os.environ,
+            "APP_ENV": "test",
+            "REDIS_URL": redis.url,
+            "DATA_DIR": str(tmp),
+            "PORT": str(port),
+            "RATE_LIMIT_PER_MINUTE": "0",
+            "BENCH_ENDPOINTS": "true",
+            "BCRYPT_ROUNDS": "4",
+            "LOG_LEVEL": "warning",
+            "MAX_TICKETS_PER_ORDER": "10",
+            "JWT_SECRET": "bench-secret-0123456789abcdef0123456789",
+        }
+        server = subprocess.Popen(
+            [*pin_prefix(0), sys.executable, "-m", "api.cli", "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        pinned = pin_pid(redis.process.pid, 0)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            org = httpx.post(
+                f"{base}/api/auth/register",
+                json={
+                    "nombre": "Org",
+                    "email": "org@bench.test",
+                    "password": "Secret123",
+                    "role": "ORGANIZADOR",
+                },
+            ).json()["token"]
+            buyer = httpx.post(
+                f"{base}/api/auth/register",
+                json={"nombre": "Buyer", "email": "buyer@bench.test", "password": "Secret123"},
+            ).json()["token"]
+            event = httpx.post(
+                f"{base}/api/events",
+                headers={"Authorization": f"Bearer {org}"},
+                json={
+                    "nombre": "Bench",
+                    "fecha": "2030-01-01T00:00:00Z",
+                    "ubicacion": "Lab",
+                    "capacidadTotal": 10_000_000,
+                    "precioBase": 1,
+                    "categorias": [{"nombre": "A", "precio": 1, "cantidadTotal": 10_000_000}],
+                },
+            ).json()
+            body = json.dumps(
+                {
+                    "eventoId": event["id"],
+                    "tickets": [{"categoriaId": event["categorias"][0]["id"], "cantidad": 1}],
+                }
+            )
+            wrk(f"{base}/bench/echo", body, None, 2, args.connections, tmp)  # warm-up
+            wrk(f"{base}/api/orders", body, buyer, 2, args.connections, tmp)
+            bare, hold = [], []
+            for r in range(args.rounds):
+                bare.append(
+                    wrk(f"{base}/bench/echo", body, None, args.seconds, args.connections, tmp)
+                )
+                hold.append(
+                    wrk(f"{base}/api/orders", body, buyer, args.seconds, args.connections, tmp)
+                )
+                print(
+                    f"round {r + 1}: bare {bare[-1]['rps']:,.0f}/s, hold {hold[-1]['rps']:,.0f}/s",
+                    file=sys.stderr,
+                )
+            audit = subprocess.run(
+                [sys.executable, "-m", "api.cli", "audit"], env=env, capture_output=True, text=True
+            )
+        finally:
+            server.terminate()
+            server.wait(20)
+            redis.stop()
+
+    ratios = [h["rps"] / b["rps"] for h, b in zip(hold, bare, strict=True)]
+    result = {
+        "machine": machine(),
+        "pinned": pinned,
+        "command": "python -m loadtest.bench_http " + " ".join(sys.argv[1:]),
+        "connections": args.connections,
+        "bare_rps": summary([b["rps"] for b in bare]),
+        "hold_rps": summary([h["rps"] for h in hold]),
+        "ratio_hold_vs_bare": summary(ratios),
+        "hold_p50_ms": summary([h["p50_ms"] for h in hold]),
+        "hold_p99_ms": summary([h["p99_ms"] for h in hold]),
+        "hold_non_2xx": sum(h["errors"] for h in hold),
+        "audit": audit.stdout.strip(),
+        "audit_clean": audit.returncode == 0,
+    }
+    path = write_result("http", result)
+    print(f"machine: {result['machine']}; server+redis on core 0, wrk on core 1: {pinned}")
+    print(f"{'metric':<22}{'median':>12}{'min':>12}{'max':>12}")
+    for name in ("bare_rps", "hold_rps", "ratio_hold_vs_bare", "hold_p50_ms", "hold_p99_ms"):
+        s = result[name]
+        print(f"{name:<22}{s['median']:>12,.2f}{s['min']:>12,.2f}{s['max']:>12,.2f}")
+    print(f"non-2xx holds: {result['hold_non_2xx']}; {result['audit']}")
+    print("target: >= 8,000 holds/s, >= 0.7 x bare, p99 <= 25 ms at 64 connections")
+    print(f"written to {path}")
+    return 0 if result["audit_clean"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
