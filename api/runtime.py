@@ -8,6 +8,8 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from api.settings import Settings
 from engine.core import Engine, EngineConfig
@@ -45,7 +47,13 @@ def _embedded_port() -> int:
 
 def redis_client(url: str, settings: Settings, *, max_connections: int = 256) -> Redis:
     if settings.redis_cluster:
-        return RedisCluster.from_url(url, max_connections=max_connections)  # type: ignore[return-value]
+        # Retries ride out a failover: the client re-reads the topology between attempts.
+        cluster = RedisCluster.from_url(
+            url,
+            max_connections=max_connections,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 10),
+        )
+        return cluster  # type: ignore[return-value]
     return Redis.from_url(url, max_connections=max_connections, health_check_interval=30)
 
 

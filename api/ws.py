@@ -169,7 +169,7 @@ class Hub:
             try:
                 wanted = set(await self.engine.event_ids()) if self.user_rooms else set()
                 for event_id in wanted - self._user_feed_events:
-                    self.tailer.follow(event_id, await feed.last_id(self.redis, event_id))
+                    self.tailer.follow(event_id, await feed.latest_id(self.redis, event_id))
                 for event_id in self._user_feed_events - wanted:
                     if event_id not in self.rooms:
                         self.tailer.unfollow(event_id)
@@ -189,7 +189,7 @@ class Hub:
         client.buffered[event_id] = []
         self.rooms.setdefault(event_id, set()).add(client)
         if event_id not in self.tailer.positions:
-            self.tailer.follow(event_id, await feed.last_id(self.redis, event_id))
+            self.tailer.follow(event_id, await feed.latest_id(self.redis, event_id))
         replayed, complete = 0, False
         if since is not None:
             entries, complete = await feed.since(self.redis, event_id, since)

@@ -335,6 +335,20 @@ class Engine:
             if not int(raw[1]):
                 return released
 
+    async def wait_replicated(self, order_id: str, replicas: int, timeout_ms: int) -> bool:
+        """WAIT on the node that holds the order's event until ``replicas`` replicas have
+        every write so far (CONFIRM_DURABILITY=replica)."""
+        event_id = event_of_order(order_id)
+        if event_id is None:
+            raise OrderNotFound("order not found")
+        args = ("WAIT", replicas, timeout_ms)
+        if isinstance(self.redis, Redis):
+            acked = await self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
+        else:
+            node = self.redis.get_node_from_key(keys.orders(event_id))
+            acked = await self.redis.execute_command(*args, target_nodes=node)
+        return int(acked) >= replicas
+
     async def get_order(self, order_id: str) -> Order | None:
         event_id = event_of_order(order_id)
         if event_id is None:

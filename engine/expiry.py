@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from engine import keys
@@ -34,30 +35,82 @@ class ExpiryStats:
 
 
 class ExpiryListener:
-    """Subscribes to ``__keyevent@<db>__:expired`` and releases the hold of each timer key."""
+    """Subscribes to ``__keyevent@<db>__:expired`` and releases the hold of each timer key.
 
-    def __init__(self, engine: Engine, stats: ExpiryStats | None = None, db: int = 0) -> None:
+    Keyspace notifications are node-local: on Redis Cluster one subscription runs per
+    primary, and the set of primaries is re-read every ``topology_interval`` seconds so a
+    failover or resharding is followed.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        stats: ExpiryStats | None = None,
+        db: int = 0,
+        topology_interval: float = 5.0,
+    ) -> None:
         self.engine = engine
         self.stats = stats or ExpiryStats()
         self.channel = f"__keyevent@{db}__:expired"
+        self.topology_interval = topology_interval
         self.ready = asyncio.Event()
+        self.nodes: dict[str, asyncio.Task[None]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = 0.1
-        while not stop.is_set():
-            try:
-                await self._listen(stop)
-                backoff = 0.1
-            except (RedisError, OSError) as e:
-                self.ready.clear()
-                self.stats.errors += 1
-                log.warning("expiry listener lost Redis (%s); retrying in %.1fs", e, backoff)
+        redis = self.engine.redis
+        if isinstance(redis, Redis):
+            await self._follow(redis, stop)
+            return
+        try:
+            while not stop.is_set():
+                try:
+                    await self._sync_primaries(redis, stop)
+                except (RedisError, OSError) as e:
+                    self.stats.errors += 1
+                    log.warning("expiry listener cannot read the cluster topology: %s", e)
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(backoff * 2, 5.0)
+                    await asyncio.wait_for(stop.wait(), self.topology_interval)
+        finally:
+            for task in self.nodes.values():
+                task.cancel()
+            await asyncio.gather(*self.nodes.values(), return_exceptions=True)
 
-    async def _listen(self, stop: asyncio.Event) -> None:
-        redis: Redis = self.engine.redis
+    async def _sync_primaries(self, cluster: RedisCluster, stop: asyncio.Event) -> None:
+        await cluster.nodes_manager.initialize()
+        primaries = {f"{n.host}:{n.port}": n for n in cluster.get_primaries()}
+        for name in list(self.nodes):
+            if name not in primaries or self.nodes[name].done():
+                self.nodes.pop(name).cancel()
+        for name, node in primaries.items():
+            if name not in self.nodes:
+                client = Redis(host=node.host, port=int(node.port))
+                self.nodes[name] = asyncio.create_task(
+                    self._follow(client, stop, owned=True), name=f"expiry-{name}"
+                )
+        if primaries:
+            self.ready.set()
+
+    async def _follow(self, redis: Redis, stop: asyncio.Event, owned: bool = False) -> None:
+        backoff = 0.1
+        try:
+            while not stop.is_set():
+                try:
+                    await self._listen(redis, stop)
+                    backoff = 0.1
+                except (RedisError, OSError) as e:
+                    if isinstance(self.engine.redis, Redis):
+                        self.ready.clear()
+                    self.stats.errors += 1
+                    log.warning("expiry listener lost Redis (%s); retrying in %.1fs", e, backoff)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(stop.wait(), backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            if owned:
+                with contextlib.suppress(Exception):
+                    await redis.aclose()
+
+    async def _listen(self, redis: Redis, stop: asyncio.Event) -> None:
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(self.channel)

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from engine import keys
@@ -70,16 +71,26 @@ def id_tuple(stream_id: str) -> tuple[int, int]:
 
 
 async def snapshot(redis: Redis, event_id: str) -> tuple[EventStock | None, str]:
-    """Current stock and the id of the last feed entry it reflects, read atomically."""
-    pipe = redis.pipeline(transaction=True)
-    pipe.hgetall(keys.inventory(event_id))
-    pipe.xrevrange(keys.feed(event_id), count=1)
-    inventory, last = await pipe.execute()
-    last_id = _text(last[0][0]) if last else "0-0"
+    """Current stock and a feed id it is at least as new as.
+
+    On one Redis both are read in one MULTI, so the stock is exactly the state after that
+    entry. A cluster pipeline has no MULTI: the id is read first, so the stock may already
+    include later entries; those are delivered after the snapshot, in order, and the
+    client's view converges on the next frames.
+    """
+    if isinstance(redis, Redis):
+        pipe = redis.pipeline(transaction=True)
+        pipe.hgetall(keys.inventory(event_id))
+        pipe.xrevrange(keys.feed(event_id), count=1)
+        inventory, last = await pipe.execute()
+        last_id = _text(last[0][0]) if last else "0-0"
+    else:
+        last_id = await latest_id(redis, event_id)
+        inventory = await redis.hgetall(keys.inventory(event_id))
     return parse_inventory(event_id, inventory), last_id
 
 
-async def last_id(redis: Redis, event_id: str) -> str:
+async def latest_id(redis: Redis, event_id: str) -> str:
     last = await redis.xrevrange(keys.feed(event_id), count=1)
     return _text(last[0][0]) if last else "0-0"
 
@@ -146,18 +157,29 @@ class FeedTailer:
 
     async def read_once(self) -> int:
         streams = {keys.feed(e): p for e, p in self.positions.items()}
-        streams_arg: Any = streams
-        reply: Any = await self.redis.xread(streams_arg, count=1000, block=self.block_ms)
+        if isinstance(self.redis, Redis):
+            replies = [await self._xread(streams)]
+        else:
+            # One XREAD may only name keys of one slot on a cluster: one read per slot.
+            by_slot: dict[int, dict[str, str]] = {}
+            for stream, position in streams.items():
+                by_slot.setdefault(key_slot(stream.encode()), {})[stream] = position
+            replies = await asyncio.gather(*(self._xread(group) for group in by_slot.values()))
         self.reads += 1
         delivered = 0
-        for stream, entries in reply or []:
-            event_id = keys.event_of_feed(_text(stream))
-            if event_id is None or event_id not in self.positions or not entries:
-                continue
-            batch = [_entry(event_id, i, f) for i, f in entries]
-            self.positions[event_id] = batch[-1].id
-            delivered += len(batch)
-            result = self.dispatch(batch)
-            if result is not None:
-                await result
+        for reply in replies:
+            for stream, entries in reply or []:
+                event_id = keys.event_of_feed(_text(stream))
+                if event_id is None or event_id not in self.positions or not entries:
+                    continue
+                batch = [_entry(event_id, i, f) for i, f in entries]
+                self.positions[event_id] = batch[-1].id
+                delivered += len(batch)
+                result = self.dispatch(batch)
+                if result is not None:
+                    await result
         return delivered
+
+    async def _xread(self, streams: dict[str, str]) -> Any:
+        streams_arg: Any = streams
+        return await self.redis.xread(streams_arg, count=1000, block=self.block_ms)

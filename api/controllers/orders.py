@@ -123,10 +123,7 @@ class OrderController(Controller):
         mode = res.settings.confirm_durability
         timeout = res.settings.confirm_store_timeout_s
         if mode == "replica":
-            replicas = await res.redis.execute_command(  # type: ignore[no-untyped-call]
-                "WAIT", 1, int(timeout * 1000)
-            )
-            if int(replicas) < 1:
+            if not await res.engine.wait_replicated(order.id, 1, int(timeout * 1000)):
                 raise ApiError(
                     503,
                     "the confirmation is not yet replicated; retrying is safe",

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.redis_server import RedisServer, free_port
+from engine.redis_server import LocalCluster, RedisServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_SECRET = "integration-test-secret-0123456789abcdef"
@@ -24,7 +24,7 @@ TEST_SECRET = "integration-test-secret-0123456789abcdef"
 @dataclass
 class ApiServer:
     url: str
-    redis: RedisServer
+    redis: RedisServer | LocalCluster
     data_dir: Path
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
@@ -48,12 +48,15 @@ class ApiServer:
                 self.process.wait()
 
 
-def start_api(tmp: Path, redis: RedisServer, workers: int = 1, **env: str) -> ApiServer:
+def start_api(
+    tmp: Path, redis: RedisServer | LocalCluster, workers: int = 1, **env: str
+) -> ApiServer:
     port = free_port()
     full_env = {
         **os.environ,
         "APP_ENV": "test",
         "REDIS_URL": redis.url,
+        "REDIS_CLUSTER": "true" if isinstance(redis, LocalCluster) else "false",
         "DATA_DIR": str(tmp / "data"),
         "PORT": str(port),
         "JWT_SECRET": TEST_SECRET,
@@ -94,7 +97,9 @@ def api_factory(
     """Start API servers (each with its own redis-server); all stopped after the module."""
     started: list[ApiServer] = []
 
-    def factory(workers: int = 1, redis: RedisServer | None = None, **env: str) -> ApiServer:
+    def factory(
+        workers: int = 1, redis: RedisServer | LocalCluster | None = None, **env: str
+    ) -> ApiServer:
         tmp = tmp_path_factory.mktemp("api")
         if redis is None:
             redis = RedisServer(data_dir=tmp / "redis", appendonly=True).start()
