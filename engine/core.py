@@ -6,7 +6,9 @@ maps return codes to typed exceptions and decodes the results.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,9 @@ from engine.models import (
 from engine.scripts import Scripts
 
 log = logging.getLogger(__name__)
+
+RECENT_KEEP = 200  # a user's recent orders remembered for read-your-writes
+RECENT_TTL_S = 3600
 
 
 @dataclass(frozen=True)
@@ -188,11 +193,14 @@ class Engine:
         *,
         idempotency_key: str | None = None,
         order_id: str | None = None,
+        remember: bool = False,
     ) -> HoldResult:
         """Reserve all items of one order atomically.
 
         ``order_id`` is the request id: retrying with the same one never holds twice.
-        Quantities of a category named twice are added up.
+        Quantities of a category named twice are added up. ``remember`` also records the
+        order in the user's recent set (:meth:`note_user_order`) in the same round trip;
+        a refused hold leaves an id there that resolves to nothing and is skipped.
         """
         self._check_id(event_id)
         merged: dict[str, int] = {}
@@ -215,20 +223,28 @@ class Engine:
         ]
         for category_id, quantity in merged.items():
             args += [category_id, quantity]
-        raw = await self._run(
-            "hold_tickets",
-            [
-                keys.inventory(event_id),
-                keys.orders(event_id),
-                keys.idempotency(event_id),
-                keys.deadlines(event_id),
-                keys.timer(event_id, order_id),
-                keys.feed(event_id),
-                keys.order_log(event_id),
-            ],
-            args,
-        )
+        hold_keys = [
+            keys.inventory(event_id),
+            keys.orders(event_id),
+            keys.idempotency(event_id),
+            keys.deadlines(event_id),
+            keys.timer(event_id, order_id),
+            keys.feed(event_id),
+            keys.order_log(event_id),
+        ]
+        if remember and self.config.batching:
+            held = self.scripts.batched("hold_tickets", hold_keys, args)
+            noted = self.scripts.batched(
+                "remember_order",
+                [keys.user_orders(user_id)],
+                [order_id, int(time.time() * 1000), RECENT_KEEP, RECENT_TTL_S],
+            )
+            raw, _ = await asyncio.gather(held, noted)
+        else:
+            raw = await self._run("hold_tickets", hold_keys, args)
         code, payload = _reply(raw)
+        if remember and not self.config.batching and code >= 0:
+            await self.note_user_order(decode_order(payload))
         if code < 0:
             raise refusal(code, payload)
         return HoldResult(decode_order(payload), created=code == 0)
@@ -363,7 +379,9 @@ class Engine:
             out.append(decode_order(raw))
         return out
 
-    async def note_user_order(self, order: Order, keep: int = 200, ttl_s: int = 3600) -> None:
+    async def note_user_order(
+        self, order: Order, keep: int = RECENT_KEEP, ttl_s: int = RECENT_TTL_S
+    ) -> None:
         """Remember a user's new order for ``ttl_s`` so their order list shows it before
         the writer has persisted it (read-your-writes)."""
         await self._run(

@@ -37,8 +37,20 @@ end
 """
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (robust to other load on the machine)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(
-    url: str, body: str, token: str | None, seconds: float, connections: int, tmp: Path
+    url: str,
+    body: str,
+    token: str | None,
+    seconds: float,
+    connections: int,
+    tmp: Path,
+    server_pid: int | None = None,
 ) -> dict[str, float]:
     script = tmp / "bench.lua"
     auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
@@ -56,7 +68,9 @@ def wrk(
         str(script),
         url,
     ]
+    cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    cpu_used = (cpu_seconds(server_pid) - cpu_before) if server_pid else 0.0
     m = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+)", out)
     if not m:
         raise SystemExit(f"wrk failed:\n{out}")
@@ -66,6 +80,7 @@ def wrk(
         "errors": errors,
         "p50_ms": p50 / 1000,
         "p99_ms": p99 / 1000,
+        "cpu_us_per_request": cpu_used * 1e6 / max(1, requests),
     }
 
 
@@ -147,10 +162,26 @@ def main() -> int:
             bare, hold = [], []
             for r in range(args.rounds):
                 bare.append(
-                    wrk(f"{base}/bench/echo", body, None, args.seconds, args.connections, tmp)
+                    wrk(
+                        f"{base}/bench/echo",
+                        body,
+                        None,
+                        args.seconds,
+                        args.connections,
+                        tmp,
+                        server.pid,
+                    )
                 )
                 hold.append(
-                    wrk(f"{base}/api/orders", body, buyer, args.seconds, args.connections, tmp)
+                    wrk(
+                        f"{base}/api/orders",
+                        body,
+                        buyer,
+                        args.seconds,
+                        args.connections,
+                        tmp,
+                        server.pid,
+                    )
                 )
                 print(
                     f"round {r + 1}: bare {bare[-1]['rps']:,.0f}/s, hold {hold[-1]['rps']:,.0f}/s",
@@ -173,6 +204,14 @@ def main() -> int:
         "bare_rps": summary([b["rps"] for b in bare]),
         "hold_rps": summary([h["rps"] for h in hold]),
         "ratio_hold_vs_bare": summary(ratios),
+        "bare_cpu_us_per_req": summary([b["cpu_us_per_request"] for b in bare]),
+        "hold_cpu_us_per_req": summary([h["cpu_us_per_request"] for h in hold]),
+        "cpu_ratio_bare_vs_hold": summary(
+            [
+                b["cpu_us_per_request"] / max(1e-9, h["cpu_us_per_request"])
+                for b, h in zip(bare, hold, strict=True)
+            ]
+        ),
         "hold_p50_ms": summary([h["p50_ms"] for h in hold]),
         "hold_p99_ms": summary([h["p99_ms"] for h in hold]),
         "hold_non_2xx": sum(h["errors"] for h in hold),
@@ -182,7 +221,16 @@ def main() -> int:
     path = write_result("http", result)
     print(f"machine: {result['machine']}; server+redis on core 0, wrk on core 1: {pinned}")
     print(f"{'metric':<22}{'median':>12}{'min':>12}{'max':>12}")
-    for name in ("bare_rps", "hold_rps", "ratio_hold_vs_bare", "hold_p50_ms", "hold_p99_ms"):
+    for name in (
+        "bare_rps",
+        "hold_rps",
+        "ratio_hold_vs_bare",
+        "hold_p50_ms",
+        "hold_p99_ms",
+        "bare_cpu_us_per_req",
+        "hold_cpu_us_per_req",
+        "cpu_ratio_bare_vs_hold",
+    ):
         s = result[name]
         print(f"{name:<22}{s['median']:>12,.2f}{s['min']:>12,.2f}{s['max']:>12,.2f}")
     print(f"non-2xx holds: {result['hold_non_2xx']}; {result['audit']}")

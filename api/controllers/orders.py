@@ -60,9 +60,8 @@ class OrderController(Controller):
             who.id,
             [(t.categoriaId, t.cantidad) for t in data.tickets],
             idempotency_key=idempotency_key,
+            remember=True,
         )
-        if result.created:
-            await res.engine.note_user_order(result.order)
         headers = {} if result.created else {"Idempotent-Replayed": "true"}
         return Response(order_out(result.order), status_code=HTTP_201_CREATED, headers=headers)
 
