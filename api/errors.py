@@ -7,9 +7,13 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.validation import field_of
 from engine import errors as eng
+from persistence.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -141,6 +145,18 @@ def handle_bad_body(request: Request[Any, Any, Any], exc: Exception) -> Response
     return problem(request, 400, f"the body is {reason}", code="bad_body")
 
 
+def handle_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Redis or the store cannot be reached: a clean 503 the client may retry."""
+    log.warning("backend unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem(
+        request,
+        503,
+        "a backend is unavailable; retry shortly",
+        code="unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(request, 500, "internal error")
@@ -151,6 +167,10 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: handle_http,
     eng.EngineError: handle_engine,
     UnicodeDecodeError: handle_bad_body,
+    StoreUnavailable: handle_unavailable,
+    RedisConnectionError: handle_unavailable,
+    RedisTimeoutError: handle_unavailable,
+    RedisError: handle_unavailable,
     RecursionError: handle_bad_body,
     Exception: handle_unexpected,
 }

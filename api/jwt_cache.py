@@ -4,6 +4,11 @@ A token string that verified once verifies again until it expires (HS256 with a 
 is deterministic), and during an on-sale each buyer sends the same token for every hold
 and confirm. Skipping pyjwt's decode for those requests removes most of the per-request
 auth cost; ``exp`` is still checked on every hit.
+
+A valid signature is not enough: the user must still exist. That is looked up in the store
+at most once per ``USER_CHECK_TTL_S`` per user and process, so a deleted user's tokens stop
+working within that time (at once on routes that read the user anyway, like the profile)
+without a store round trip per request.
 """
 
 from __future__ import annotations
@@ -13,11 +18,30 @@ from collections import OrderedDict
 from typing import Any
 
 from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
 from litestar.middleware.authentication import AuthenticationResult
 from litestar.security.jwt import JWTAuthenticationMiddleware
 
 MAX_ENTRIES = 100_000
+USER_CHECK_TTL_S = 5.0
 _cache: OrderedDict[tuple[str, str], tuple[float, AuthenticationResult]] = OrderedDict()
+_users: OrderedDict[str, float] = OrderedDict()  # user id -> known to exist until (monotonic)
+
+
+async def _user_exists(connection: ASGIConnection[Any, Any, Any, Any], user_id: str) -> bool:
+    now = time.monotonic()
+    until = _users.get(user_id)
+    if until is not None and until > now:
+        return True
+    exists = await connection.app.state.onsale.store.get_user(user_id) is not None
+    if exists:
+        _users[user_id] = now + USER_CHECK_TTL_S
+        _users.move_to_end(user_id)
+        if len(_users) > MAX_ENTRIES:
+            _users.popitem(last=False)
+    else:
+        _users.pop(user_id, None)
+    return bool(exists)
 
 
 class CachingJWTAuthenticationMiddleware(JWTAuthenticationMiddleware):
@@ -26,12 +50,18 @@ class CachingJWTAuthenticationMiddleware(JWTAuthenticationMiddleware):
     ) -> AuthenticationResult:
         key = (self.token_secret, encoded_token)
         hit = _cache.get(key)
+        result = None
         if hit is not None:
             if hit[0] > time.time():
-                return hit[1]
+                result = hit[1]
+            else:
+                _cache.pop(key, None)
+        if result is None:
+            result = await super().authenticate_token(encoded_token, connection)
+            _cache[key] = (result.auth.exp.timestamp(), result)
+            if len(_cache) > MAX_ENTRIES:
+                _cache.popitem(last=False)
+        if not await _user_exists(connection, result.user.id):
             _cache.pop(key, None)
-        result = await super().authenticate_token(encoded_token, connection)
-        _cache[key] = (result.auth.exp.timestamp(), result)
-        if len(_cache) > MAX_ENTRIES:
-            _cache.popitem(last=False)
+            raise NotAuthorizedException("the account no longer exists")
         return result

@@ -358,3 +358,29 @@ def test_public_routes_ignore_a_bad_token(api: ApiServer) -> None:
         timeout=30,
     )
     assert r.status_code == 201, r.text
+
+
+def test_tokens_of_a_deleted_user_stop_working(api: ApiServer) -> None:
+    """The signature alone is not enough: a deleted user's token is refused (within the
+    per-process user check interval, at once on the profile)."""
+    import time as _time
+
+    from persistence.sqlite import SQLiteStore
+
+    token, user = register(api, f"gone-{uuid.uuid4().hex[:8]}@example.com")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{api.url}/api/auth/profile", headers=headers).status_code == 200
+    store = SQLiteStore(api.data_dir / "onsale.db")
+    try:
+        assert store.delete_user(user["id"])
+    finally:
+        store.close()
+    assert httpx.get(f"{api.url}/api/auth/profile", headers=headers).status_code == 401
+    deadline = _time.monotonic() + 15
+    status = 0
+    while _time.monotonic() < deadline:
+        status = httpx.get(f"{api.url}/api/orders/my-orders", headers=headers).status_code
+        if status == 401:
+            break
+        _time.sleep(0.5)
+    assert status == 401
