@@ -16,6 +16,12 @@ from tests.integration.conftest import ApiServer, create_event, register
 pytestmark = pytest.mark.asyncio
 
 
+def connect(url: str, **kw: Any) -> Any:
+    """A client without keepalive pings of its own: a loaded test machine must not turn a
+    late pong into a closed socket (the server's own pings are what the tests rely on)."""
+    return websockets.connect(url, ping_interval=None, **kw)
+
+
 def ws_url(api: ApiServer, token: str | None = None) -> str:
     base = api.url.replace("http://", "ws://") + "/ws"
     return f"{base}?token={token}" if token else base
@@ -88,7 +94,7 @@ async def test_join_gives_a_snapshot_then_live_updates_to_that_room_only(
     api: ApiServer, world: dict[str, Any]
 ) -> None:
     e1, e2 = world["e1"], world["e2"]
-    async with websockets.connect(ws_url(api)) as a, websockets.connect(ws_url(api)) as b:
+    async with connect(ws_url(api)) as a, connect(ws_url(api)) as b:
         first = await joined(a, e1["id"])
         snap = [m for m in first if m["event"] == "ticket:stock-update"]
         assert {m["data"]["categoriaId"] for m in snap} == {c["id"] for c in e1["categorias"]}
@@ -112,7 +118,7 @@ async def test_join_gives_a_snapshot_then_live_updates_to_that_room_only(
 
 async def test_almost_sold_out_and_event_update(api: ApiServer, world: dict[str, Any]) -> None:
     e1 = world["e1"]
-    async with websockets.connect(ws_url(api)) as a:
+    async with connect(ws_url(api)) as a:
         await joined(a, e1["id"])
         stock = httpx.get(f"{api.url}/api/events/{e1['id']}").json()["categorias"][0]["disponible"]
         remaining = stock - 2  # 10% of 20 is 2: holding down to 2 crosses the limit
@@ -135,7 +141,7 @@ async def test_join_user_rules_and_private_status_changes(
     api: ApiServer, world: dict[str, Any]
 ) -> None:
     me = world["buyer_user"]["id"]
-    async with websockets.connect(ws_url(api)) as anon:
+    async with connect(ws_url(api)) as anon:
         await send(anon, "join:user", userId=me)
         err = await until(anon, lambda m: m["event"] == "error")
         assert err[-1]["data"]["code"] == "unauthorized"
@@ -144,8 +150,8 @@ async def test_join_user_rules_and_private_status_changes(
             "unauthorized"
         )
     async with (
-        websockets.connect(ws_url(api, world["buyer"])) as mine,
-        websockets.connect(ws_url(api)) as other,
+        connect(ws_url(api, world["buyer"])) as mine,
+        connect(ws_url(api)) as other,
     ):
         await send(mine, "join:user", userId=world["other_user"]["id"])
         assert (await until(mine, lambda m: m["event"] == "error"))[-1]["data"]["code"] == (
@@ -172,7 +178,7 @@ async def test_join_user_rules_and_private_status_changes(
         assert got[-1]["data"]["nuevoEstado"] == "CONFIRMED"
         assert not [m for m in await drain(other, 0.5) if m["event"] == "order:status-change"]
     admin = api.tokens["ADMIN"]
-    async with websockets.connect(ws_url(api, admin)) as adm:
+    async with connect(ws_url(api, admin)) as adm:
         await send(adm, "join:user", userId=me)
         assert (await until(adm, lambda m: m["event"] in ("joined", "error")))[-1]["event"] == (
             "joined"
@@ -186,7 +192,7 @@ async def test_replay_since_id_after_a_disconnect_converges_to_redis(
     ev = create_event(api, org, [("X", 1.0, 500), ("Y", 1.0, 500)])
     stock: dict[str, int] = {}
     last_id = None
-    async with websockets.connect(ws_url(api)) as ws:
+    async with connect(ws_url(api)) as ws:
         for m in await joined(ws, ev["id"]):
             if m["event"] == "ticket:stock-update":
                 stock[m["data"]["categoriaId"]] = m["data"]["nuevoStock"]
@@ -195,7 +201,7 @@ async def test_replay_since_id_after_a_disconnect_converges_to_redis(
     tokens = [register(api, f"ws-replay-{i}@example.com")[0] for i in range(5)]
     for i in range(40):
         hold(api, tokens[i % 5], ev, 1 + i % 3, cat=i % 2)
-    async with websockets.connect(ws_url(api)) as ws:
+    async with connect(ws_url(api)) as ws:
         frames = await joined(ws, ev["id"], since=last_id)
         ack = frames[-1]
         assert ack["event"] == "joined" and ack["data"]["snapshot"] is False
@@ -214,10 +220,10 @@ async def test_a_client_that_never_reads_does_not_slow_others(
 ) -> None:
     ev = create_event(api, world["org"], [("S", 1.0, 5000)])
     token = register(api, "ws-flood@example.com")[0]
-    slow = await websockets.connect(ws_url(api), max_queue=1)
+    slow = await connect(ws_url(api), max_queue=1)
     try:
         await send(slow, "join:event", eventId=ev["id"])
-        async with websockets.connect(ws_url(api)) as fast:
+        async with connect(ws_url(api)) as fast:
             await joined(fast, ev["id"])
             for _ in range(300):
                 hold(api, token, ev, 1)
@@ -242,7 +248,7 @@ async def test_abrupt_disconnects_return_counts_to_baseline(
 
     await asyncio.sleep(0.5)
     baseline = counts()
-    sockets = [await websockets.connect(ws_url(api, world["buyer"])) for _ in range(60)]
+    sockets = [await connect(ws_url(api, world["buyer"])) for _ in range(60)]
     for i, ws in enumerate(sockets):
         await send(ws, "join:event", eventId=world["e2"]["id"] if i % 2 else world["e1"]["id"])
         await send(ws, "join:user", userId=world["buyer_user"]["id"])
@@ -268,7 +274,7 @@ async def test_abrupt_disconnects_return_counts_to_baseline(
 
 
 async def test_bad_messages_get_error_frames(api: ApiServer) -> None:
-    async with websockets.connect(ws_url(api)) as ws:
+    async with connect(ws_url(api)) as ws:
         for raw, code in (
             ("not json", "bad_message"),
             (json.dumps([1, 2]), "bad_message"),
@@ -288,11 +294,11 @@ async def test_bad_messages_get_error_frames(api: ApiServer) -> None:
 async def test_two_server_processes_deliver_to_clients_on_either(
     api_factory: Callable[..., ApiServer], api: ApiServer, world: dict[str, Any]
 ) -> None:
-    second = api_factory(redis=api.redis)
+    second = api_factory(redis=api.redis, DATA_DIR=str(api.data_dir))  # one shared store
     ev = world["e2"]
     async with (
-        websockets.connect(ws_url(api)) as on_first,
-        websockets.connect(ws_url(second)) as on_second,
+        connect(ws_url(api)) as on_first,
+        connect(ws_url(second)) as on_second,
     ):
         await joined(on_first, ev["id"])
         await joined(on_second, ev["id"])
