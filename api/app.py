@@ -21,8 +21,10 @@ from api.controllers.events import EventController
 from api.controllers.health import HealthController
 from api.controllers.orders import OrderController
 from api.errors import EXCEPTION_HANDLERS
+from api.pages import WEB_HANDLERS
 from api.security import make_jwt_auth
 from api.settings import Settings, get_settings
+from api.socketio import mount as mount_socketio
 from api.state import build_resources
 from api.validation import strict_body
 from api.ws import ws_endpoint
@@ -38,21 +40,27 @@ SECURITY_HEADERS: list[tuple[str, str]] = [
     ("x-permitted-cross-domain-policies", "none"),
     ("origin-agent-cluster", "?1"),
     ("strict-transport-security", "max-age=15552000; includeSubDomains"),
-    (
-        "content-security-policy",
-        "default-src 'self'; base-uri 'self'; font-src 'self' https: data:; "
-        "img-src 'self' data:; object-src 'none'; script-src 'self' https://cdn.jsdelivr.net "
-        "'unsafe-inline'; style-src 'self' https: 'unsafe-inline'; connect-src 'self' ws: wss:; "
-        "frame-ancestors 'self'",
-    ),
 ]
-
-
+STRICT_CSP = (
+    "default-src 'self'; base-uri 'self'; font-src 'self' data:; img-src 'self' data:; "
+    "object-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:; "
+    "form-action 'self'; frame-ancestors 'self'"
+)
+# The OpenAPI UIs under /schema load their bundles from a CDN and inline a bootstrap script.
+SCHEMA_CSP = (
+    "default-src 'self'; base-uri 'self'; font-src 'self' https: data:; img-src 'self' data: "
+    "https:; object-src 'none'; script-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; "
+    "style-src 'self' https: 'unsafe-inline'; connect-src 'self'; frame-ancestors 'self'"
+)
+_CSP = b"content-security-policy"
 _ENCODED_HEADERS = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS]
+_STRICT_CSP = STRICT_CSP.encode()
+_SCHEMA_CSP = SCHEMA_CSP.encode()
 
 
 async def security_headers(message: Message, scope: Scope) -> None:
-    """The Helmet set on every HTTP response, errors from middleware included.
+    """The Helmet set on every HTTP response, errors from middleware included; a strict
+    Content-Security-Policy everywhere but the OpenAPI UIs.
 
     Appended to the raw header list: Litestar's MutableScopeHeaders decodes and scans the
     whole list for every lookup, which cost more than the rest of a bare request."""
@@ -60,6 +68,9 @@ async def security_headers(message: Message, scope: Scope) -> None:
         headers = list(message.get("headers", ()))
         present = {name.lower() for name, _ in headers}
         headers.extend(h for h in _ENCODED_HEADERS if h[0] not in present)
+        if _CSP not in present:
+            schema = scope.get("path", "").startswith("/schema")
+            headers.append((_CSP, _SCHEMA_CSP if schema else _STRICT_CSP))
         message["headers"] = headers
 
 
@@ -98,6 +109,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         AdminController,
         HealthController,
         ws_endpoint,
+        *WEB_HANDLERS,
     ]
     if settings.bench_endpoints:
         handlers.append(bench_echo)
@@ -133,6 +145,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
 
-def app_from_env() -> Litestar:
-    """uvicorn factory entry point (``api.app:app_from_env``)."""
-    return create_app()
+def app_from_env() -> Any:
+    """uvicorn factory entry point (``api.app:app_from_env``): the Litestar app, with
+    Socket.IO (python-socketio's ASGI app) in front of it at ``/socket.io/``."""
+    settings = get_settings()
+    return mount_socketio(create_app(settings), settings)

@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from api.settings import Settings, SettingsError, load_settings
 
@@ -40,6 +42,9 @@ async def _until_signal(stop: asyncio.Event) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    """Exit 0 when clean, 1 on any violation, 3 when Redis cannot be reached."""
+    from redis.exceptions import RedisError
+
     settings = _settings()
     from api.runtime import ensure_redis, make_engine, redis_client
     from engine.audit import audit
@@ -63,6 +68,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(run())
+    except (RedisError, OSError) as e:
+        print(f"onsale audit: cannot reach Redis at {url}: {e}", file=sys.stderr)
+        return 3
     finally:
         if server:
             server.stop()
@@ -194,24 +202,74 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"store {'mongodb' if settings.mongodb_uri else settings.data_dir / 'onsale.db'})",
             flush=True,
         )
-        uvicorn.run(
-            "api.app:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=args.workers,
-            log_level=settings.log_level,
-            access_log=args.access_log,
-            lifespan="on",
-            ws_max_size=64 * 1024,
-            ws_ping_interval=20,
-            ws_ping_timeout=20,
-            timeout_graceful_shutdown=10,
-        )
+        options: dict[str, Any] = {
+            "factory": True,
+            "host": host,
+            "port": port,
+            "workers": args.workers,
+            "log_level": settings.log_level,
+            "access_log": args.access_log,
+            "lifespan": "on",
+            "ws_max_size": 64 * 1024,
+            # Compression cost ~40 KB per connection and CPU on every frame; stock frames
+            # are small and many.
+            "ws_per_message_deflate": False,
+            # X-Forwarded-For is believed only from the proxies named in TRUSTED_PROXIES:
+            # otherwise any local client could pick its rate-limit address.
+            "proxy_headers": bool(settings.trusted_proxies),
+            "forwarded_allow_ips": settings.trusted_proxies or None,
+            "ws_ping_interval": 20,
+            "ws_ping_timeout": 20,
+            "timeout_graceful_shutdown": 10,
+        }
+        if settings.ws_port is not None and settings.ws_port != port:
+            print(f"onsale: /ws and /socket.io/ also on port {settings.ws_port}", flush=True)
+            config = uvicorn.Config("api.app:app_from_env", **options)
+            return _serve_on_two_ports(config, settings.ws_port)
+        uvicorn.run("api.app:app_from_env", **options)
     finally:
         if server:
             server.stop()
     return 0
+
+
+def _serve_on_two_ports(config: Any, ws_port: int) -> int:
+    """PORT and WS_PORT (the original's 3001) served by one uvicorn server per worker.
+
+    uvicorn serves every listening socket it is handed with the same app, in one event
+    loop: one lifespan, one hub, one set of background tasks, so a client on either port
+    joins the same rooms. Signals, graceful shutdown and ``--workers`` work as usual.
+    """
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    sockets = [config.bind_socket(), _listen(config.host, ws_port)]
+    server = uvicorn.Server(config)
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=sockets).run()
+        else:
+            server.run(sockets=sockets)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for sock in sockets:
+            sock.close()
+    return 0 if config.workers > 1 or server.started else 3
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A bound, inheritable TCP socket, as uvicorn's own ``Config.bind_socket`` makes."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        print(f"onsale: cannot listen on WS_PORT={port}: {e}", file=sys.stderr)
+        raise SystemExit(3) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,12 +28,14 @@ _cache: OrderedDict[tuple[str, str], tuple[float, AuthenticationResult]] = Order
 _users: OrderedDict[str, float] = OrderedDict()  # user id -> known to exist until (monotonic)
 
 
-async def _user_exists(connection: ASGIConnection[Any, Any, Any, Any], user_id: str) -> bool:
+async def user_exists(store: Any, user_id: str) -> bool:
+    """Whether the user still exists (the store is asked at most once per
+    ``USER_CHECK_TTL_S`` per user and process)."""
     now = time.monotonic()
     until = _users.get(user_id)
     if until is not None and until > now:
         return True
-    exists = await connection.app.state.onsale.store.get_user(user_id) is not None
+    exists = await store.get_user(user_id) is not None
     if exists:
         _users[user_id] = now + USER_CHECK_TTL_S
         _users.move_to_end(user_id)
@@ -61,7 +63,7 @@ class CachingJWTAuthenticationMiddleware(JWTAuthenticationMiddleware):
             _cache[key] = (result.auth.exp.timestamp(), result)
             if len(_cache) > MAX_ENTRIES:
                 _cache.popitem(last=False)
-        if not await _user_exists(connection, result.user.id):
+        if not await user_exists(connection.app.state.onsale.store, result.user.id):
             _cache.pop(key, None)
             raise NotAuthorizedException("the account no longer exists")
         return result

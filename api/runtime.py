@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from pathlib import Path
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.maint_notifications import MaintNotificationsConfig
 
 from api.settings import Settings
 from engine.core import Engine, EngineConfig
@@ -23,21 +25,43 @@ EMBEDDED_URL_ENV = "ONSALE_EMBEDDED_REDIS_URL"
 def ensure_redis(settings: Settings) -> tuple[str, RedisServer | None]:
     """The Redis URL to use; starts the embedded redis-server when REDIS_URL is unset.
 
-    The embedded server's URL is exported so worker processes share it instead of
-    starting their own.
+    One embedded server per DATA_DIR: its URL is written to ``DATA_DIR/redis/redis.url``
+    and exported, so worker processes and other commands (``onsale audit`` beside a
+    running ``onsale serve``) use the running server instead of starting a second one on
+    the same AOF file.
     """
     if settings.redis_url:
         return settings.redis_url, None
     inherited = os.environ.get(EMBEDDED_URL_ENV)
     if inherited:
         return inherited, None
-    server = RedisServer(data_dir=Path(settings.data_dir) / "redis", port=_embedded_port())
+    data_dir = Path(settings.data_dir) / "redis"
+    url_file = data_dir / "redis.url"
+    running = _answering(url_file)
+    if running:
+        os.environ[EMBEDDED_URL_ENV] = running
+        return running, None
+    server = RedisServer(data_dir=data_dir, port=_embedded_port())
     server.start()
+    url_file.write_text(server.url)
     os.environ[EMBEDDED_URL_ENV] = server.url
-    log.info(
-        "embedded redis-server %s on %s (data in %s)", server.binary, server.url, server.data_dir
-    )
+    log.info("embedded redis-server %s on %s (data in %s)", server.binary, server.url, data_dir)
     return server.url, server
+
+
+def _answering(url_file: Path) -> str | None:
+    """The URL in ``url_file`` when a redis-server answers PING there."""
+    try:
+        url = url_file.read_text().strip()
+        host_port = url.split("://", 1)[1].split("/", 1)[0]
+        host, port = host_port.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=0.5) as conn:
+            conn.sendall(b"PING\r\n")
+            if conn.recv(16).startswith(b"+PONG"):
+                return url
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _embedded_port() -> int:
@@ -52,9 +76,19 @@ def redis_client(url: str, settings: Settings, *, max_connections: int = 256) ->
             url,
             max_connections=max_connections,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 10),
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
         )
         return cluster  # type: ignore[return-value]
-    return Redis.from_url(url, max_connections=max_connections, health_check_interval=30)
+    # Maintenance notifications (on by default in redis-py 8) make the pool skip its check
+    # for dead connections, so every pooled connection failed its first command after a
+    # Redis restart. Retries are safe: every script is idempotent by its request id.
+    return Redis.from_url(
+        url,
+        max_connections=max_connections,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
+    )
 
 
 def engine_config(settings: Settings) -> EngineConfig:

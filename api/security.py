@@ -21,7 +21,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.security.jwt import JWTAuth, Token
 from redis.asyncio import Redis
 
-from api.jwt_cache import CachingJWTAuthenticationMiddleware
+from api.jwt_cache import CachingJWTAuthenticationMiddleware, user_exists
 from api.settings import Settings
 from engine import keys
 
@@ -114,8 +114,9 @@ def make_jwt_auth(settings: Settings) -> JWTAuth[Principal, Token]:
     )
 
 
-async def verify_token(auth: JWTAuth[Principal, Token], raw: str) -> Principal | None:
-    """The principal of a raw token (WebSocket ``auth`` / ``?token=``), None if invalid."""
+async def verify_token(auth: JWTAuth[Principal, Token], raw: str, store: Any) -> Principal | None:
+    """The principal of a raw token (WebSocket ``auth`` / ``?token=``), None if invalid
+    or if its user no longer exists."""
     try:
         token = auth.token_cls.decode(
             encoded_token=raw,
@@ -124,9 +125,10 @@ async def verify_token(auth: JWTAuth[Principal, Token], raw: str) -> Principal |
             require_claims=auth.require_claims,
             verify_exp=True,
         )
-        return await retrieve_principal(token, None)  # type: ignore[arg-type]
+        principal = await retrieve_principal(token, None)  # type: ignore[arg-type]
     except (NotAuthorizedException, ValueError, TypeError):
         return None
+    return principal if await user_exists(store, principal.id) else None
 
 
 def issue_token(auth: JWTAuth[Principal, Token], user_id: str, role: str) -> str:

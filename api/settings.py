@@ -50,6 +50,7 @@ class Settings:
     bcrypt_rounds: int = 12
     bcrypt_threads: int = 2
     bench_endpoints: bool = False
+    trusted_proxies: str = ""
 
     @property
     def production(self) -> bool:
@@ -194,6 +195,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         else max(12, _int(env, "BCRYPT_ROUNDS", 12, 4, 16)),
         bcrypt_threads=_int(env, "BCRYPT_THREADS", 2, 1, 64),
         bench_endpoints=_bool(env, "BENCH_ENDPOINTS", False) and app_env != "production",
+        trusted_proxies=env.get("TRUSTED_PROXIES", "").strip(),
     )
 
 

@@ -10,9 +10,11 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from litestar.security.jwt import JWTAuth, Token
 from redis.asyncio import Redis
 
@@ -68,17 +70,38 @@ def category_specs(event: Event, sold: dict[str, int]) -> list[CategorySpec]:
 
 async def rearm_from_store(engine: Engine, store: AsyncStore) -> int:
     """Arm every stored event Redis does not know (e.g. after a Redis loss), with sold
-    counts from persisted confirmed orders, so nothing is sold twice. Idempotent."""
+    counts from persisted confirmed orders, so nothing is sold twice. Idempotent.
+
+    Holds the store still shows as RESERVED died with Redis: their tickets are on sale
+    again, so they are recorded as EXPIRED (a newer version, so a late replay of the
+    writer cannot bring them back)."""
     armed = 0
     for event in await store.all_events():
         if await engine.stock(event.id) is not None:
             continue
         sold = await store.sold_counts(event.id)
         await engine.arm_event(event.id, category_specs(event, sold), on_sale=event.state == "open")
+        await expire_lost_holds(store, event.id)
         armed += 1
     if armed:
         log.info("re-armed %d events from the store", armed)
     return armed
+
+
+async def expire_lost_holds(store: AsyncStore, event_id: str, page_size: int = 500) -> int:
+    expired = 0
+    while True:
+        held, _ = await store.list_orders(1, page_size, status="RESERVED", event_id=event_id)
+        if not held:
+            return expired
+        now = int(time.time() * 1000)
+        await store.upsert_orders(
+            [
+                msgspec.structs.replace(o, status="EXPIRED", version=o.version + 1, updated_at=now)
+                for o in held
+            ]
+        )
+        expired += len(held)
 
 
 async def build_resources(settings: Settings, jwt_auth: JWTAuth[Principal, Token]) -> Resources:
@@ -100,7 +123,7 @@ async def build_resources(settings: Settings, jwt_auth: JWTAuth[Principal, Token
     await rearm_from_store(engine, store)
     from api.ws import Hub
 
-    res.hub = Hub(redis, engine, jwt_auth)
+    res.hub = Hub(redis, engine, jwt_auth, store)
     res.tasks.append(asyncio.create_task(res.hub.run(res.stop), name="feed-hub"))
     if settings.run_expiry:
         listener = ExpiryListener(engine, res.expiry_stats)

@@ -24,7 +24,7 @@ import itertools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,7 @@ class Outbox:
         self.ready = asyncio.Event()
         self.overflowed = False
         self.conflated = 0
+        self.on_overflow: Callable[[], None] | None = None
         self._seq = itertools.count()
 
     def put(self, frame: bytes, conflate_key: Hashable | None = None) -> None:
@@ -70,8 +71,10 @@ class Outbox:
             self.frames[conflate_key] = frame
         else:
             self.frames[next(self._seq)] = frame
-        if len(self.frames) > self.max_frames:
+        if len(self.frames) > self.max_frames and not self.overflowed:
             self.overflowed = True
+            if self.on_overflow is not None:
+                self.on_overflow()  # the transport drops the socket even mid-send
         self.ready.set()
 
     def take(self) -> list[bytes]:
@@ -139,15 +142,26 @@ def frame(event: str, data: Any, id_: str | None = None) -> bytes:
 class Hub:
     """Rooms of this process and the tailer that feeds them."""
 
-    def __init__(self, redis: Redis, engine: Engine, jwt_auth: JWTAuth[Principal, Token]) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        engine: Engine,
+        jwt_auth: JWTAuth[Principal, Token],
+        store: Any,
+    ) -> None:
         self.redis = redis
         self.engine = engine
         self.jwt_auth = jwt_auth
+        self.store = store
         self.rooms: dict[str, set[Client]] = {}
         self.user_rooms: dict[str, set[Client]] = {}
         self.clients: set[Client] = set()
         self.tailer = FeedTailer(redis, self.dispatch)
         self._user_feed_events: set[str] = set()
+
+    async def authenticate(self, token: str) -> Principal | None:
+        """The token's principal if it is valid and its user still exists."""
+        return await verify_token(self.jwt_auth, token, self.store)
 
     # -- fan-out -------------------------------------------------------------------------
 
@@ -289,7 +303,7 @@ class Hub:
     async def handle_event(self, client: Client, name: str, data: dict[str, Any]) -> None:
         if name == "auth":
             token = data.get("token")
-            principal = await verify_token(self.jwt_auth, token) if isinstance(token, str) else None
+            principal = await self.authenticate(token) if isinstance(token, str) else None
             if principal is None:
                 raise HubError("unauthorized", "invalid token")
             client.principal = principal
@@ -345,7 +359,7 @@ async def serve_socket(hub: Hub, socket: WebSocket[Any, Any, Any]) -> None:
     hub.clients.add(client)
     token = socket.query_params.get("token")
     if token:
-        client.principal = await verify_token(hub.jwt_auth, token)
+        client.principal = await hub.authenticate(token)
         if client.principal is None:
             client.outbox.put(frame("error", {"code": "unauthorized", "message": "invalid token"}))
 
@@ -360,6 +374,13 @@ async def serve_socket(hub: Hub, socket: WebSocket[Any, Any, Any]) -> None:
                 await socket.send_text(data.decode())
 
     send_task = asyncio.create_task(writer())
+
+    # A reader that stopped reading blocks the writer inside send: the overflow is acted
+    # on from here, not from the writer's loop.
+    def drop() -> None:
+        send_task.cancel()
+
+    client.outbox.on_overflow = drop
     try:
         while not client.closed.is_set():
             receive = asyncio.create_task(socket.receive_text())
@@ -388,6 +409,11 @@ async def serve_socket(hub: Hub, socket: WebSocket[Any, Any, Any]) -> None:
         send_task.cancel()
         with contextlib.suppress(BaseException):
             await send_task
+        if client.outbox.overflowed:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(
+                    socket.close(code=1013, reason="too slow: reconnect with since"), 1.0
+                )
 
 
 @websocket("/ws", exclude_from_auth=True)

@@ -133,7 +133,7 @@ class RedisServer:
             "--appendfsync",
             self.appendfsync,
             "--appendfilename",
-            f"onsale-{self.port}.aof" if self.appendonly else "onsale.aof",
+            "onsale.aof",  # fixed: a restart on another port replays the same file
             "--notify-keyspace-events",
             "Ex",
             "--maxmemory-policy",

@@ -19,7 +19,9 @@ from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 def _lua_dir() -> Path:
@@ -172,8 +174,14 @@ class Scripts:
     async def _run_batch(
         self, batch: list[tuple[Script, tuple[Any, ...], asyncio.Future[Any]]]
     ) -> None:
+        commands = [cmd for _, cmd, _ in batch]
         try:
-            results = await self._send([cmd for _, cmd, _ in batch])
+            try:
+                results = await self._send(commands)
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                # A pooled connection that died with a restarted Redis: once more on a
+                # fresh one. Safe: every script is idempotent by its request id.
+                results = await self._send(commands)
         except BaseException as e:
             for _, _, fut in batch:
                 if not fut.done():

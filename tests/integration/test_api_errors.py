@@ -463,3 +463,12 @@ def test_sixth_order_in_a_minute_is_429_per_user(limited: Callable[[], ApiServer
     r = _json(server, "POST", "/api/orders", body, other)
     assert r.status_code == 201, r.text
     assert _stock(server, event["id"]) == {cat: 94}
+
+
+def test_csp_is_strict_except_on_the_openapi_uis(api: ApiServer) -> None:
+    strict = httpx.get(f"{api.url}/api/events").headers["content-security-policy"]
+    assert "script-src 'self';" in strict and "unsafe-inline" not in strict
+    page = httpx.get(f"{api.url}/").headers["content-security-policy"]
+    assert page == strict
+    ui = httpx.get(f"{api.url}/schema/swagger").headers["content-security-policy"]
+    assert "unsafe-inline" in ui and "cdn.jsdelivr.net" in ui

@@ -1,0 +1,284 @@
+"""Socket.IO (Engine.IO 4 / Socket.IO 5) at ``/socket.io/``: a second transport of the hub.
+
+The original system's clients spoke Socket.IO (``socket.emit('join:event', {eventId})``,
+``socket.on('ticket:stock-update', (data) => ...)``). python-socketio's ASGI server speaks
+the protocol (handshake, long-polling, the WebSocket upgrade, pings); this module only turns
+each Socket.IO connection into a hub :class:`~api.ws.Client`, so rooms, authorization,
+snapshots, replay since a stream id, conflation and the per-socket message budget are the
+ones ``/ws`` has (api/ws.py), fed by the same per-process :class:`~engine.feed.FeedTailer`.
+
+Wire mapping: a hub frame ``{"event", "data", "id"}`` becomes the Socket.IO event ``event``
+whose first argument is ``data``, unchanged, and whose second argument is the stream id
+when the frame has one. JavaScript handlers written as ``(data) => ...`` ignore the
+second argument; a client that resumes reads it as ``(data, id) => ...`` and passes the
+last one as ``join:event {eventId, since}``. Replies the hub makes (``joined``, ``left``,
+``authenticated``, ``error``) have no id and arrive with one argument.
+
+Backpressure: a connection's outbox is drained by one task that hands Engine.IO a batch
+and waits until Engine.IO's queue for that connection is empty again (its WebSocket writer
+took the batch, or a long-poll collected it) before taking the next. A slow reader's
+backlog therefore stays in the hub's bounded, conflating outbox, never in Engine.IO's
+unbounded queue; on outbox overflow the transport is closed, which Socket.IO clients treat
+as a network failure and reconnect from (``since`` resumes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import msgspec
+import socketio
+from engineio import packet as engineio_packet
+from litestar import Litestar
+
+from api.settings import Settings
+from api.ws import Client, Hub, HubError, frame
+
+log = logging.getLogger(__name__)
+
+SOCKETIO_PATH = "socket.io"
+NAMESPACE = "/"
+MAX_PACKET_BYTES = 64 * 1024  # as /ws (uvicorn ws_max_size)
+# Socket.IO's own defaults (Node server and python-socketio alike): a dead peer is
+# dropped within ping_interval + ping_timeout.
+PING_INTERVAL_S = 25
+PING_TIMEOUT_S = 20
+STALLED_CHECK_S = 0.5  # how often a drain blocked on a slow reader checks for overflow
+
+
+class _Frame(msgspec.Struct):
+    event: str
+    data: Any = None
+    id: str | None = None
+
+
+_decode_frame = msgspec.json.Decoder(_Frame).decode
+
+
+@functools.lru_cache(maxsize=4096)
+def _event_packet(raw: bytes) -> Any:
+    """The Engine.IO message carrying the Socket.IO event of one hub frame. Feed frames are
+    one ``bytes`` object shared by every receiver, so each update is decoded and encoded
+    once per process, not once per socket (Engine.IO caches a packet's encoding)."""
+    f = _decode_frame(raw)
+    args: list[Any] = [f.event, f.data] if f.id is None else [f.event, f.data, f.id]
+    event = socketio.packet.Packet(socketio.packet.EVENT, data=args, namespace=NAMESPACE)
+    return engineio_packet.Packet(engineio_packet.MESSAGE, data=event.encode())
+
+
+@dataclass(eq=False)
+class _Session:
+    hub: Hub
+    client: Client
+    eio_sid: str
+    transport: Any  # the connection's engineio.async_socket.AsyncSocket
+    drain: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class SocketIOGateway:
+    """Socket.IO connections as hub clients, one drain task per connection."""
+
+    def __init__(self, hub: Callable[[], Hub | None], settings: Settings) -> None:
+        self._hub = hub
+        self.sessions: dict[str, _Session] = {}
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            # None is Engine.IO's same-origin check; CORS_ORIGINS lists others.
+            cors_allowed_origins=list(settings.cors_origins) or None,
+            # One connection's messages are handled in arrival order, as on /ws
+            # (join then leave must not race).
+            async_handlers=False,
+            max_http_buffer_size=MAX_PACKET_BYTES,
+            ping_interval=PING_INTERVAL_S,
+            ping_timeout=PING_TIMEOUT_S,
+            # The libraries' loggers, through this app's logging config, errors only
+            # (they log every packet at INFO, every late packet at WARNING).
+            logger=_library_logger("socketio.server"),
+            engineio_logger=_library_logger("engineio.server"),
+        )
+        self.sio.on("connect", self._on_connect, namespace=NAMESPACE)
+        self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
+        self.sio.on("*", self._on_event, namespace=NAMESPACE)
+        self._socketio_on_message = self.sio.eio.handlers["message"]
+        self.sio.eio.on("message", self._on_transport_message)
+        self._socketio_on_close = self.sio.eio.handlers["disconnect"]
+        self.sio.eio.on("disconnect", self._on_transport_close)
+
+    def asgi_app(self, other: Any) -> Any:
+        """``/socket.io/`` here, every other request and the lifespan to ``other``."""
+        return socketio.ASGIApp(self.sio, other_asgi_app=other, socketio_path=SOCKETIO_PATH)
+
+    # -- connection life -----------------------------------------------------------------
+
+    async def _on_connect(self, sid: str, *args: Any) -> None:
+        if sid in self.sessions:
+            # A client-sent event named "connect", not a handshake.
+            await self._error_now(sid, "unknown_event", "unknown event 'connect'")
+            return
+        hub = self._hub()
+        if hub is None:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": "unavailable", "message": "starting up, retry"}
+            )
+        environ: dict[str, Any] = args[0] if args and isinstance(args[0], dict) else {}
+        auth = args[1] if len(args) > 1 else None
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        transport = self.sio.eio.sockets.get(eio_sid)
+        if transport is None:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": "unavailable", "message": "connection closed during the handshake"}
+            )
+        client = Client()
+        token = _token(auth, environ)
+        if token is not None:
+            client.principal = await hub.authenticate(token)
+            if client.principal is None:
+                client.outbox.put(
+                    frame("error", {"code": "unauthorized", "message": "invalid token"})
+                )
+        session = _Session(hub=hub, client=client, eio_sid=eio_sid, transport=transport)
+        hub.clients.add(client)
+        self.sessions[sid] = session
+        session.drain = asyncio.create_task(self._drain(sid, session), name=f"socketio-{sid}")
+
+    async def _on_disconnect(self, sid: str, *args: Any) -> None:
+        if self.sio.manager.is_connected(sid, NAMESPACE):
+            # A client-sent event named "disconnect"; a real disconnect is pending here.
+            await self._error_now(sid, "unknown_event", "unknown event 'disconnect'")
+            return
+        session = self.sessions.pop(sid, None)
+        if session is None:
+            return
+        session.hub.remove(session.client)
+        task = session.drain
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def _on_transport_message(self, eio_sid: str, data: Any) -> None:
+        """Socket.IO's packet handling; a packet it cannot parse (``42[]``, ``42{``, an
+        unknown type) closes the connection, as the Node server does on a parse error,
+        with one log line instead of a traceback per packet. Our handlers catch their own
+        errors, so what arrives here is the library's."""
+        try:
+            await self._socketio_on_message(eio_sid, data)
+        except Exception as e:
+            log.warning("socket.io %s: malformed packet (%s), closing", eio_sid, type(e).__name__)
+            await self._close_transport(eio_sid)
+
+    async def _close_transport(self, eio_sid: str) -> None:
+        """Engine.IO's ``AsyncServer.disconnect(sid)`` without its wait for the client to
+        read the CLOSE packet (a slow or broken client may never). The session leaves
+        Engine.IO's table at once: a later poll or POST for it is a 400, not a 500."""
+        transport = self.sio.eio.sockets.get(eio_sid)
+        if transport is None:
+            return
+        await transport.close(wait=False, abort=False)
+        self.sio.eio.sockets.pop(eio_sid, None)
+
+    async def _on_transport_close(self, eio_sid: str, reason: Any) -> None:
+        """Engine.IO closed a connection: Socket.IO's own handling, then end a long-poll
+        GET still parked on it (Engine.IO keeps one after a client-sent close until
+        ping_interval + ping_timeout, with its uvicorn task and a slow graceful shutdown)."""
+        transport = self.sio.eio.sockets.get(eio_sid)
+        await self._socketio_on_close(eio_sid, reason)
+        if transport is not None:
+            # After close() returns, so a CLOSE packet it queues goes out first.
+            asyncio.get_running_loop().call_soon(_end_pending_poll, transport)
+
+    async def _drain(self, sid: str, session: _Session) -> None:
+        outbox = session.client.outbox
+        transport = session.transport
+        while not transport.closed:
+            await outbox.ready.wait()
+            # Backpressure: take more only once Engine.IO has handed the last batch on
+            # (as a rule at once: its writer took it while this task slept), so a slow
+            # reader's backlog waits here, in the conflating outbox, which is watched
+            # for overflow meanwhile.
+            while not transport.queue.empty() and not outbox.overflowed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(transport.queue.join(), STALLED_CHECK_S)
+            if outbox.overflowed:
+                log.info("socket.io %s: outbox overflow, closing the transport", sid)
+                # Engine.IO close (not a Socket.IO disconnect): clients reconnect by
+                # themselves and resume with ``since``. Fires _on_disconnect inline.
+                await self._close_transport(session.eio_sid)
+                return
+            for raw in outbox.take():
+                await self.sio.eio.send_packet(session.eio_sid, _event_packet(raw))
+
+    # -- client events -------------------------------------------------------------------
+
+    async def _on_event(self, event: Any, sid: str, *args: Any) -> None:
+        session = self.sessions.get(sid)
+        if session is None:
+            return
+        client = session.client
+        if not client.allow_message():
+            await self._error_now(sid, "rate_limited", "too many messages")
+            await self.sio.disconnect(sid, namespace=NAMESPACE)
+            return
+        try:
+            if not isinstance(event, str):
+                raise HubError("bad_message", "event names are strings")
+            data = args[0] if args else {}
+            if not isinstance(data, dict):
+                raise HubError("bad_message", "data must be an object")
+            await session.hub.handle_event(client, event, data)
+        except HubError as e:
+            client.outbox.put(frame("error", {"code": e.code, "message": e.message}))
+        except Exception:
+            # Not the client's fault (Redis unreachable...): as /ws, drop the connection so
+            # every room it half-joined is freed; the client reconnects and resumes.
+            log.exception("socket.io %s: %r failed", sid, event)
+            await self._error_now(sid, "unavailable", "try again")
+            await self.sio.disconnect(sid, namespace=NAMESPACE)
+
+    async def _error_now(self, sid: str, code: str, message: str) -> None:
+        """An ``error`` event sent now, ahead of the outbox (the connection is closing)."""
+        await self.sio.emit("error", {"code": code, "message": message}, to=sid)
+
+
+def _library_logger(name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.ERROR)
+    return logger
+
+
+def _end_pending_poll(transport: Any) -> None:
+    if transport.closed and not transport.upgraded:
+        transport.queue.put_nowait(None)
+
+
+def _token(auth: Any, environ: dict[str, Any]) -> str | None:
+    """The JWT of the handshake: ``auth: { token }``, else ``?token=``."""
+    if isinstance(auth, dict):
+        token = auth.get("token")
+        if isinstance(token, str) and token:
+            return token
+    values = parse_qs(environ.get("QUERY_STRING", "")).get("token")
+    return values[0] if values and values[0] else None
+
+
+def _hub_of(app: Litestar) -> Hub | None:
+    resources = getattr(app.state, "onsale", None)
+    return resources.hub if resources is not None else None
+
+
+def mount(app: Litestar, settings: Settings) -> Any:
+    """The ASGI app uvicorn serves: Socket.IO at ``/socket.io/``, the rest to ``app``.
+
+    The hub is built in ``app``'s lifespan (uvicorn sends the lifespan to ``app``); Socket.IO
+    handlers look it up per connection, and refuse connections until it exists.
+    """
+    gateway = SocketIOGateway(functools.partial(_hub_of, app), settings)
+    return gateway.asgi_app(app)
