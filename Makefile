@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint format bench bench-engine test-mongo audit clean
+.PHONY: run test lint format bench bench-engine loadtest test-mongo audit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,13 +37,16 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Benchmarks: each prints ratios measured side by side in one run.
+## Benchmarks: the whole suite, one table (BENCH_ARGS=--full for BENCHMARKING.md-length runs).
 bench: $(STAMP)
 	@command -v redis-benchmark >/dev/null && command -v wrk >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq redis-tools wrk)
-	$(BIN)/python -m loadtest.bench_engine
-	$(BIN)/python -m loadtest.bench_http
-	$(BIN)/python -m loadtest.bench_writer
+	$(BIN)/python -m loadtest.bench_all $(BENCH_ARGS)
+
+## locust on-sale mix against a server it starts, then audit (LOCUST_USERS, LOCUST_DURATION, LOCUST_TAGS).
+loadtest: $(STAMP)
+	@$(BIN)/python -c "import locust" 2>/dev/null || $(BIN)/pip install --quiet -e '.[load]'
+	$(BIN)/python -m loadtest.run_loadtest
 
 bench-engine: $(STAMP)
 	@command -v redis-benchmark >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-tools)
