@@ -47,6 +47,7 @@ ENGINE_STATUS: dict[type[eng.EngineError], int] = {
     eng.BelowCommitted: 409,
     eng.CategoryInUse: 409,
     eng.OrderIdConflict: 409,
+    eng.EventBusy: 409,
 }
 
 

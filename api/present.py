@@ -42,14 +42,16 @@ def order_out(order: Order) -> OrderOut:
 
 
 def event_out(event: Event, stock: EventStock | None) -> EventOut:
-    """Live ``disponible`` from Redis; the stored total when the event is not armed."""
+    """Live ``disponible`` and ``cantidadTotal`` from Redis (read together, so a reader
+    never sees stock above its total mid-resize); the stored figures when not armed."""
     live = {c.id: c.available for c in stock.categories} if stock else {}
+    totals = {c.id: c.total for c in stock.categories} if stock else {}
     categories = [
         CategoryOut(
             id=c.id,
             nombre=c.name,
             precio=c.price,
-            cantidadTotal=c.total,
+            cantidadTotal=totals.get(c.id, c.total),
             beneficios=list(c.benefits),
             disponible=live.get(c.id, 0 if stock else c.total),
         )

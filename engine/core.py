@@ -7,9 +7,11 @@ maps return codes to typed exceptions and decodes the results.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,7 @@ from redis.asyncio import Redis
 from engine import keys
 from engine.errors import (
     EngineError,
+    EventBusy,
     InvalidRequest,
     OrderExpired,
     OrderNotFound,
@@ -425,6 +428,27 @@ class Engine:
             if stock is not None:
                 out[event_id] = stock
         return out
+
+    @contextlib.asynccontextmanager
+    async def event_lock(
+        self, event_id: str, ttl_ms: int = 10_000, wait_s: float = 10.0
+    ) -> AsyncIterator[None]:
+        """Hold the event's edit lock (across every process) for a read-modify-write of
+        its stored document; released only by its holder, and by its TTL if that dies."""
+        key = keys.edit_lock(event_id)
+        token = secrets.token_hex(8)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        delay = 0.005
+        while not await self.redis.set(key, token, nx=True, px=ttl_ms):
+            if loop.time() > deadline:
+                raise EventBusy("the event is being edited; retry")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        try:
+            yield
+        finally:
+            await self.scripts.call("release_lock", [key], [token])
 
     async def live_holds(self, event_ids: Sequence[str]) -> int:
         """How many holds are live (RESERVED, not yet released) across these events."""

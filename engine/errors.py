@@ -66,6 +66,12 @@ class CategoryInUse(EngineError):
     code = "category_in_use"
 
 
+class EventBusy(EngineError):
+    """Another request holds the event's edit lock for longer than we wait."""
+
+    code = "event_busy"
+
+
 class OrderIdConflict(EngineError):
     code = "order_id_conflict"
 

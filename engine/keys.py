@@ -11,6 +11,7 @@ Cluster slot and every script touches keys of a single slot:
 ``os:{evt:E}:timer:<orderId>``         string with a TTL; its expiry notification is the fast path
 ``os:{evt:E}:feed``                    stream: WebSocket feed (capped)
 ``os:{evt:E}:log``                     stream: order changes for the writer (trimmed by MINID)
+``os:{evt:E}:lock``                    string with a TTL: the event's edit lock
 =====================================  =====================================================
 
 Global keys (never touched by a script): ``os:events`` (set of armed event ids),
@@ -55,6 +56,11 @@ def deadlines(event_id: str) -> str:
 
 def timer(event_id: str, order_id: str) -> str:
     return f"{tag(event_id)}:timer:{order_id}"
+
+
+def edit_lock(event_id: str) -> str:
+    """Serialises read-modify-write edits of an event's stored document."""
+    return f"{tag(event_id)}:lock"
 
 
 def feed(event_id: str) -> str:

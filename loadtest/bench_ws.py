@@ -184,11 +184,7 @@ def main() -> int:
                     "categorias": [{"nombre": "A", "precio": 1, "cantidadTotal": 10_000_000}],
                 },
             ).json()
-            server_pid = int(
-                subprocess.run(
-                    ["pgrep", "-f", f"PORT={port}|api.cli serve"], capture_output=True, text=True
-                ).stdout.split()[-1]
-            )
+            server_pid = server.pid  # bash execs taskset, which execs python
             result = asyncio.run(run(base, event, buyer, args, server_pid))
         finally:
             server.terminate()

@@ -193,32 +193,33 @@ class EventController(Controller):
         self, request: Request[Any, Any, Any], event_id: Id, data: EventPatch
     ) -> EventOut:
         res = resources(request)
-        event = await _event_or_404(res, event_id)
-        _check_owner(event, caller(request))
-        changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
-        if not changes:
-            raise ApiError(422, "nothing to change", code="empty_update")
-        updated = msgspec.structs.replace(
-            event,
-            name=data.nombre if data.nombre is not None else event.name,
-            description=data.descripcion if data.descripcion is not None else event.description,
-            date=_ms(data.fecha) if data.fecha is not None else event.date,
-            location=data.ubicacion if data.ubicacion is not None else event.location,
-            capacity=data.capacidadTotal if data.capacidadTotal is not None else event.capacity,
-            base_price=data.precioBase if data.precioBase is not None else event.base_price,
-            state=("open" if data.enVenta else "closed")
-            if data.enVenta is not None
-            else event.state,
-            updated_at=_now_ms(),
-        )
-        _check_capacity(updated.capacity, updated.categories)
-        await res.store.replace_event(updated)
-        wire = msgspec.to_builtins(changes)
-        if data.enVenta is not None:
-            await res.engine.set_state(event_id, updated.state, wire)
-        else:
-            await res.engine.publish_event_update(event_id, wire)
-        return event_out(updated, await res.engine.stock(event_id))
+        async with res.engine.event_lock(event_id):
+            event = await _event_or_404(res, event_id)
+            _check_owner(event, caller(request))
+            changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
+            if not changes:
+                raise ApiError(422, "nothing to change", code="empty_update")
+            updated = msgspec.structs.replace(
+                event,
+                name=data.nombre if data.nombre is not None else event.name,
+                description=data.descripcion if data.descripcion is not None else event.description,
+                date=_ms(data.fecha) if data.fecha is not None else event.date,
+                location=data.ubicacion if data.ubicacion is not None else event.location,
+                capacity=data.capacidadTotal if data.capacidadTotal is not None else event.capacity,
+                base_price=data.precioBase if data.precioBase is not None else event.base_price,
+                state=("open" if data.enVenta else "closed")
+                if data.enVenta is not None
+                else event.state,
+                updated_at=_now_ms(),
+            )
+            _check_capacity(updated.capacity, updated.categories)
+            await res.store.replace_event(updated)
+            wire = msgspec.to_builtins(changes)
+            if data.enVenta is not None:
+                await res.engine.set_state(event_id, updated.state, wire)
+            else:
+                await res.engine.publish_event_update(event_id, wire)
+            return event_out(updated, await res.engine.stock(event_id))
 
     @delete("/{event_id:str}", status_code=HTTP_204_NO_CONTENT)
     async def delete_event(
@@ -228,28 +229,29 @@ class EventController(Controller):
         force: Annotated[bool, Parameter(query="force")] = False,
     ) -> None:
         res = resources(request)
-        who = caller(request)
-        if not who.is_admin:
-            raise ApiError(403, "requires role ADMIN", code="forbidden")
-        await _event_or_404(res, event_id)
-        stock = await res.engine.stock(event_id)
-        if stock is not None:
-            held = sum(c.held for c in stock.categories)
-            sold = sum(c.sold for c in stock.categories)
-            if (held or sold) and not force:
-                raise ApiError(
-                    409,
-                    f"event has {held} held and {sold} sold tickets; use ?force=true",
-                    code="event_in_use",
-                    retenidos=held,
-                    vendidos=sold,
-                )
-            # Close the sale first so no new hold lands while live ones are cancelled.
-            await res.engine.set_state(event_id, "deleted", {"eliminado": True})
-            for order in await res.engine.orders_of_event(event_id):
-                if order.status == "RESERVED":
-                    await res.engine.cancel(order.id, who.id, is_admin=True)
-        await res.store.delete_event(event_id)
+        async with res.engine.event_lock(event_id):
+            who = caller(request)
+            if not who.is_admin:
+                raise ApiError(403, "requires role ADMIN", code="forbidden")
+            await _event_or_404(res, event_id)
+            stock = await res.engine.stock(event_id)
+            if stock is not None:
+                held = sum(c.held for c in stock.categories)
+                sold = sum(c.sold for c in stock.categories)
+                if (held or sold) and not force:
+                    raise ApiError(
+                        409,
+                        f"event has {held} held and {sold} sold tickets; use ?force=true",
+                        code="event_in_use",
+                        retenidos=held,
+                        vendidos=sold,
+                    )
+                # Close the sale first so no new hold lands while live ones are cancelled.
+                await res.engine.set_state(event_id, "deleted", {"eliminado": True})
+                for order in await res.engine.orders_of_event(event_id):
+                    if order.status == "RESERVED":
+                        await res.engine.cancel(order.id, who.id, is_admin=True)
+            await res.store.delete_event(event_id)
 
     # -- categories ----------------------------------------------------------------------
 
@@ -266,31 +268,32 @@ class EventController(Controller):
         self, request: Request[Any, Any, Any], event_id: Id, data: CategoryIn
     ) -> CategoryOut:
         res = resources(request)
-        event = await _event_or_404(res, event_id)
-        _check_owner(event, caller(request))
-        category = Category(
-            id=new_id(),
-            name=data.nombre,
-            price=data.precio,
-            total=data.cantidadTotal,
-            benefits=list(data.beneficios),
-        )
-        updated = msgspec.structs.replace(
-            event, categories=[*event.categories, category], updated_at=_now_ms()
-        )
-        _check_capacity(updated.capacity, updated.categories)
-        available = await res.engine.adjust_category(
-            event_id, category.id, category.total, price=category.price, name=category.name
-        )
-        await res.store.replace_event(updated)
-        return CategoryOut(
-            id=category.id,
-            nombre=category.name,
-            precio=category.price,
-            cantidadTotal=category.total,
-            beneficios=category.benefits,
-            disponible=available,
-        )
+        async with res.engine.event_lock(event_id):
+            event = await _event_or_404(res, event_id)
+            _check_owner(event, caller(request))
+            category = Category(
+                id=new_id(),
+                name=data.nombre,
+                price=data.precio,
+                total=data.cantidadTotal,
+                benefits=list(data.beneficios),
+            )
+            updated = msgspec.structs.replace(
+                event, categories=[*event.categories, category], updated_at=_now_ms()
+            )
+            _check_capacity(updated.capacity, updated.categories)
+            available = await res.engine.adjust_category(
+                event_id, category.id, category.total, price=category.price, name=category.name
+            )
+            await res.store.replace_event(updated)
+            return CategoryOut(
+                id=category.id,
+                nombre=category.name,
+                precio=category.price,
+                cantidadTotal=category.total,
+                beneficios=category.benefits,
+                disponible=available,
+            )
 
     @put("/{event_id:str}/categories/{category_id:str}")
     async def update_category(
@@ -301,51 +304,53 @@ class EventController(Controller):
         data: CategoryPatch,
     ) -> CategoryOut:
         res = resources(request)
-        event = await _event_or_404(res, event_id)
-        _check_owner(event, caller(request))
-        current = next((c for c in event.categories if c.id == category_id), None)
-        if current is None:
-            raise ApiError(404, f"category {category_id} not found", code="category_not_found")
-        category = Category(
-            id=category_id,
-            name=data.nombre if data.nombre is not None else current.name,
-            price=data.precio if data.precio is not None else current.price,
-            total=data.cantidadTotal if data.cantidadTotal is not None else current.total,
-            benefits=list(data.beneficios) if data.beneficios is not None else current.benefits,
-        )
-        updated = msgspec.structs.replace(
-            event,
-            categories=[category if c.id == category_id else c for c in event.categories],
-            updated_at=_now_ms(),
-        )
-        _check_capacity(updated.capacity, updated.categories)
-        available = await res.engine.adjust_category(
-            event_id, category_id, category.total, price=category.price, name=category.name
-        )
-        await res.store.replace_event(updated)
-        return CategoryOut(
-            id=category.id,
-            nombre=category.name,
-            precio=category.price,
-            cantidadTotal=category.total,
-            beneficios=category.benefits,
-            disponible=available,
-        )
+        async with res.engine.event_lock(event_id):
+            event = await _event_or_404(res, event_id)
+            _check_owner(event, caller(request))
+            current = next((c for c in event.categories if c.id == category_id), None)
+            if current is None:
+                raise ApiError(404, f"category {category_id} not found", code="category_not_found")
+            category = Category(
+                id=category_id,
+                name=data.nombre if data.nombre is not None else current.name,
+                price=data.precio if data.precio is not None else current.price,
+                total=data.cantidadTotal if data.cantidadTotal is not None else current.total,
+                benefits=list(data.beneficios) if data.beneficios is not None else current.benefits,
+            )
+            updated = msgspec.structs.replace(
+                event,
+                categories=[category if c.id == category_id else c for c in event.categories],
+                updated_at=_now_ms(),
+            )
+            _check_capacity(updated.capacity, updated.categories)
+            available = await res.engine.adjust_category(
+                event_id, category_id, category.total, price=category.price, name=category.name
+            )
+            await res.store.replace_event(updated)
+            return CategoryOut(
+                id=category.id,
+                nombre=category.name,
+                precio=category.price,
+                cantidadTotal=category.total,
+                beneficios=category.benefits,
+                disponible=available,
+            )
 
     @delete("/{event_id:str}/categories/{category_id:str}", status_code=HTTP_204_NO_CONTENT)
     async def delete_category(
         self, request: Request[Any, Any, Any], event_id: Id, category_id: Id
     ) -> None:
         res = resources(request)
-        event = await _event_or_404(res, event_id)
-        _check_owner(event, caller(request))
-        if not any(c.id == category_id for c in event.categories):
-            raise ApiError(404, f"category {category_id} not found", code="category_not_found")
-        await res.engine.remove_category(event_id, category_id)
-        await res.store.replace_event(
-            msgspec.structs.replace(
-                event,
-                categories=[c for c in event.categories if c.id != category_id],
-                updated_at=_now_ms(),
+        async with res.engine.event_lock(event_id):
+            event = await _event_or_404(res, event_id)
+            _check_owner(event, caller(request))
+            if not any(c.id == category_id for c in event.categories):
+                raise ApiError(404, f"category {category_id} not found", code="category_not_found")
+            await res.engine.remove_category(event_id, category_id)
+            await res.store.replace_event(
+                msgspec.structs.replace(
+                    event,
+                    categories=[c for c in event.categories if c.id != category_id],
+                    updated_at=_now_ms(),
+                )
             )
-        )

@@ -801,3 +801,34 @@ def test_delete_category_not_owner_403_anonymous_401_unknown_404(
     missing = f"/api/events/{event['id']}/categories/ffffffffffffffffffffffff"
     _problem(_send(api, "DELETE", missing, org), 404)
     assert len(_event(api, event["id"])["categorias"]) == 1
+
+
+def test_concurrent_category_edits_keep_store_and_live_stock_in_step(api: ApiServer) -> None:
+    """Read-modify-write of an event's document runs under the event's edit lock: no edit
+    is lost, and the stored totals equal the live ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    org = register(api, f"lock-org-{uuid.uuid4().hex[:8]}@example.com", role="ORGANIZADOR")[0]
+    event = create_event(api, org, [("A", 1.0, 100), ("B", 1.0, 100)], capacity=10_000)
+    ids = [c["id"] for c in event["categorias"]]
+
+    def resize(i: int) -> int:
+        cat = ids[i % 2]
+        r = httpx.put(
+            f"{api.url}/api/events/{event['id']}/categories/{cat}",
+            json={"cantidadTotal": 100 + i},
+            headers={"Authorization": f"Bearer {org}"},
+            timeout=60,
+        )
+        return r.status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(resize, range(40)))
+    assert statuses == [200] * 40
+    sales = httpx.get(
+        f"{api.url}/api/admin/events/{event['id']}/sales",
+        headers={"Authorization": f"Bearer {org}"},
+    ).json()
+    live = {c["categoriaId"]: (c["total"], c["disponibles"]) for c in sales["categorias"]}
+    for cat in ids:
+        assert live[cat][0] == live[cat][1]  # nothing held: available == stored total

@@ -379,3 +379,36 @@ async def test_remember_order_keeps_the_newest_and_expires(engine: Engine, redis
     newest = sorted(made, key=lambda o: (o.created_at, o.id), reverse=True)[:3]
     assert [o.id for o in recent] == [o.id for o in newest]
     assert await engine.recent_user_orders("nobody") == []
+
+
+# -- release_lock --------------------------------------------------------------------------
+
+
+async def test_event_lock_is_exclusive_and_released_only_by_its_holder(
+    engine: Engine, redis: Redis
+) -> None:
+    from engine.errors import EventBusy
+
+    order: list[str] = []
+
+    async def edit(name: str) -> None:
+        async with engine.event_lock("e1", ttl_ms=5000):
+            order.append(f"{name}-in")
+            await asyncio.sleep(0.02)
+            order.append(f"{name}-out")
+
+    await asyncio.gather(*(edit(str(i)) for i in range(5)))
+    assert all(
+        order[i].endswith("-in")
+        and order[i + 1].endswith("-out")
+        and order[i][:-3] == order[i + 1][:-4]
+        for i in range(0, 10, 2)
+    )
+    assert not await redis.exists(keys.edit_lock("e1"))
+    # Someone else's lock is never released by a stale holder's token.
+    await redis.set(keys.edit_lock("e1"), "other", px=5000)
+    assert await engine.scripts.call("release_lock", [keys.edit_lock("e1")], ["mine"]) == 0
+    assert await redis.get(keys.edit_lock("e1")) == b"other"
+    with pytest.raises(EventBusy):
+        async with engine.event_lock("e1", wait_s=0.1):
+            pass
