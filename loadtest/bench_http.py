@@ -17,13 +17,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
 from engine.redis_server import RedisServer, free_port
-from loadtest.common import machine, pin_pid, pin_prefix, summary, write_result
+from loadtest.common import (
+    create_bulk_event,
+    machine,
+    pin_pid,
+    pin_prefix,
+    register,
+    summary,
+    wait_ready,
+    write_result,
+)
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -120,37 +126,10 @@ def main() -> int:
         pinned = pin_pid(redis.process.pid, 0)
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            org = httpx.post(
-                f"{base}/api/auth/register",
-                json={
-                    "nombre": "Org",
-                    "email": "org@bench.test",
-                    "password": "Secret123",
-                    "role": "ORGANIZADOR",
-                },
-            ).json()["token"]
-            buyer = httpx.post(
-                f"{base}/api/auth/register",
-                json={"nombre": "Buyer", "email": "buyer@bench.test", "password": "Secret123"},
-            ).json()["token"]
-            event = httpx.post(
-                f"{base}/api/events",
-                headers={"Authorization": f"Bearer {org}"},
-                json={
-                    "nombre": "Bench",
-                    "fecha": "2030-01-01T00:00:00Z",
-                    "ubicacion": "Lab",
-                    "capacidadTotal": 10_000_000,
-                    "precioBase": 1,
-                    "categorias": [{"nombre": "A", "precio": 1, "cantidadTotal": 10_000_000}],
-                },
-            ).json()
+            wait_ready(base)
+            org = register(base, "org@bench.test", role="ORGANIZADOR")
+            buyer = register(base, "buyer@bench.test")
+            event = create_bulk_event(base, org, "Bench")
             body = json.dumps(
                 {
                     "eventoId": event["id"],

@@ -25,7 +25,16 @@ import httpx
 import websockets
 
 from engine.redis_server import RedisServer, free_port
-from loadtest.common import machine, percentile, pin_pid, pin_prefix, write_result
+from loadtest.common import (
+    create_bulk_event,
+    machine,
+    percentile,
+    pin_pid,
+    pin_prefix,
+    register,
+    wait_ready,
+    write_result,
+)
 
 
 def rss_kb(pid: int) -> int:
@@ -153,37 +162,10 @@ def main() -> int:
         pinned = pin_pid(redis.process.pid, 0) and pin_pid(os.getpid(), 1)
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            org = httpx.post(
-                f"{base}/api/auth/register",
-                json={
-                    "nombre": "Org",
-                    "email": "org@bench.test",
-                    "password": "Secret123",
-                    "role": "ORGANIZADOR",
-                },
-            ).json()["token"]
-            buyer = httpx.post(
-                f"{base}/api/auth/register",
-                json={"nombre": "B", "email": "b@bench.test", "password": "Secret123"},
-            ).json()["token"]
-            event = httpx.post(
-                f"{base}/api/events",
-                headers={"Authorization": f"Bearer {org}"},
-                json={
-                    "nombre": "Fanout",
-                    "fecha": "2030-01-01T00:00:00Z",
-                    "ubicacion": "Lab",
-                    "capacidadTotal": 10_000_000,
-                    "precioBase": 1,
-                    "categorias": [{"nombre": "A", "precio": 1, "cantidadTotal": 10_000_000}],
-                },
-            ).json()
+            wait_ready(base)
+            org = register(base, "org@bench.test", role="ORGANIZADOR")
+            buyer = register(base, "b@bench.test")
+            event = create_bulk_event(base, org, "Fanout")
             server_pid = server.pid  # bash execs taskset, which execs python
             result = asyncio.run(run(base, event, buyer, args, server_pid))
         finally:

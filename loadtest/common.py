@@ -63,3 +63,51 @@ def percentile(sorted_values: list[float], q: float) -> float:
         return float("nan")
     idx = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
     return sorted_values[idx]
+
+
+def wait_ready(base: str, attempts: int = 600) -> None:
+    """Poll ``/health/ready`` of a server the benchmark started (bounded)."""
+    import time
+
+    import httpx
+
+    for _ in range(attempts):
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"the server at {base} did not become ready")
+
+
+def register(base: str, email: str, role: str = "COMPRADOR") -> str:
+    """A new account's token (the server runs with cheap bcrypt in benchmarks)."""
+    import httpx
+
+    body = {"nombre": email.split("@")[0], "email": email, "password": "Secret123", "role": role}
+    r = httpx.post(f"{base}/api/auth/register", json=body, timeout=30)
+    r.raise_for_status()
+    token: str = r.json()["token"]
+    return token
+
+
+def create_bulk_event(base: str, organizer: str, name: str, total: int = 10_000_000) -> Any:
+    """An event with one category big enough never to sell out during a benchmark."""
+    import httpx
+
+    r = httpx.post(
+        f"{base}/api/events",
+        headers={"Authorization": f"Bearer {organizer}"},
+        json={
+            "nombre": name,
+            "fecha": "2030-01-01T00:00:00Z",
+            "ubicacion": "Lab",
+            "capacidadTotal": total,
+            "precioBase": 1,
+            "categorias": [{"nombre": "A", "precio": 1, "cantidadTotal": total}],
+        },
+        timeout=30,
+    )
+    r.raise_for_status()
+    return r.json()

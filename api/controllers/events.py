@@ -86,6 +86,17 @@ def _check_capacity(capacity: int, categories: list[Category]) -> None:
         )
 
 
+def _category_out(category: Category, available: int) -> CategoryOut:
+    return CategoryOut(
+        id=category.id,
+        nombre=category.name,
+        precio=category.price,
+        cantidadTotal=category.total,
+        beneficios=category.benefits,
+        disponible=available,
+    )
+
+
 class EventController(Controller):
     path = "/api/events"
     tags = ["events"]
@@ -286,14 +297,7 @@ class EventController(Controller):
                 event_id, category.id, category.total, price=category.price, name=category.name
             )
             await res.store.replace_event(updated)
-            return CategoryOut(
-                id=category.id,
-                nombre=category.name,
-                precio=category.price,
-                cantidadTotal=category.total,
-                beneficios=category.benefits,
-                disponible=available,
-            )
+            return _category_out(category, available)
 
     @put("/{event_id:str}/categories/{category_id:str}")
     async def update_category(
@@ -327,14 +331,7 @@ class EventController(Controller):
                 event_id, category_id, category.total, price=category.price, name=category.name
             )
             await res.store.replace_event(updated)
-            return CategoryOut(
-                id=category.id,
-                nombre=category.name,
-                precio=category.price,
-                cantidadTotal=category.total,
-                beneficios=category.benefits,
-                disponible=available,
-            )
+            return _category_out(category, available)
 
     @delete("/{event_id:str}/categories/{category_id:str}", status_code=HTTP_204_NO_CONTENT)
     async def delete_category(
