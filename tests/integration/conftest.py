@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,3 +170,32 @@ def create_event(
     r = httpx.post(f"{api.url}/api/events", json=body, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 201, r.text
     return r.json()
+
+
+# -- helpers shared by the HTTP test modules ---------------------------------------------
+
+PROBLEM = "application/problem+json"
+
+
+def unique_email(tag: str = "u") -> str:
+    return f"{tag}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+def expect_problem(r: httpx.Response, status: int | tuple[int, ...]) -> dict[str, Any]:
+    """The problem+json body of an error response with one of the given statuses."""
+    assert r.status_code in ((status,) if isinstance(status, int) else status), r.text
+    assert r.headers["content-type"].startswith(PROBLEM), r.headers
+    assert "Traceback" not in r.text and 'File "' not in r.text
+    body: dict[str, Any] = r.json()
+    assert body["status"] == r.status_code
+    assert body["title"]
+    assert body["detail"]
+    return body
+
+
+def problem_fields(body: dict[str, Any]) -> list[str]:
+    return [e["field"] for e in body.get("errors", [])]
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}

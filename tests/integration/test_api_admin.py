@@ -14,30 +14,10 @@ import httpx
 import pytest
 
 from tests.integration.conftest import ApiServer, create_event, register
-
-PROBLEM = "application/problem+json"
-
-
-def _email(tag: str = "u") -> str:
-    return f"{tag}-{uuid.uuid4().hex[:12]}@example.com"
-
-
-def _problem(r: httpx.Response, status: int) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith(PROBLEM), r.headers
-    assert "Traceback" not in r.text
-    body: dict[str, Any] = r.json()
-    assert body["status"] == status
-    assert body["detail"]
-    return body
-
-
-def _fields(body: dict[str, Any]) -> list[str]:
-    return [e["field"] for e in body.get("errors", [])]
-
-
-def _auth(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
+from tests.integration.conftest import bearer as _auth
+from tests.integration.conftest import expect_problem as _problem
+from tests.integration.conftest import problem_fields as _fields
+from tests.integration.conftest import unique_email as _email
 
 
 def _get(api: ApiServer, path: str, token: str | None = None, **params: Any) -> httpx.Response:
