@@ -13,10 +13,12 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 from api.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
 
 
 def _settings() -> Settings:
@@ -41,17 +43,28 @@ async def _until_signal(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
+def _with_redis(settings: Settings, main: Callable[[str], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main(redis_url)`` to completion, with the embedded redis-server started first
+    (and stopped after) when REDIS_URL is unset and none is running for DATA_DIR."""
+    from api.runtime import ensure_redis
+
+    url, server = ensure_redis(settings)
+    try:
+        return asyncio.run(main(url))
+    finally:
+        if server:
+            server.stop()
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     """Exit 0 when clean, 1 on any violation, 3 when Redis cannot be reached."""
     from redis.exceptions import RedisError
 
     settings = _settings()
-    from api.runtime import ensure_redis, make_engine, redis_client
+    from api.runtime import make_engine, redis_client
     from engine.audit import audit
 
-    url, server = ensure_redis(settings)
-
-    async def run() -> int:
+    async def run(url: str) -> int:
         redis = redis_client(url, settings)
         try:
             engine = make_engine(redis, settings)
@@ -67,24 +80,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return 0 if report.clean else 1
 
     try:
-        return asyncio.run(run())
+        return _with_redis(settings, run)
     except (RedisError, OSError) as e:
-        print(f"onsale audit: cannot reach Redis at {url}: {e}", file=sys.stderr)
+        print(f"onsale audit: cannot reach Redis: {e}", file=sys.stderr)
         return 3
-    finally:
-        if server:
-            server.stop()
 
 
 def cmd_sweeper(args: argparse.Namespace) -> int:
     settings = _settings()
     _logging(settings)
-    from api.runtime import ensure_redis, make_engine, redis_client
+    from api.runtime import make_engine, redis_client
     from engine.expiry import ExpiryListener, Sweeper
 
-    url, server = ensure_redis(settings)
-
-    async def run() -> None:
+    async def run(url: str) -> None:
         stop = asyncio.Event()
         await _until_signal(stop)
         redis = redis_client(url, settings)
@@ -96,11 +104,7 @@ def cmd_sweeper(args: argparse.Namespace) -> int:
         await asyncio.gather(*tasks)
         await redis.aclose()
 
-    try:
-        asyncio.run(run())
-    finally:
-        if server:
-            server.stop()
+    _with_redis(settings, run)
     return 0
 
 
@@ -136,14 +140,7 @@ async def _seed(settings: Settings, url: str) -> None:
 def cmd_seed(args: argparse.Namespace) -> int:
     settings = _settings()
     _logging(settings)
-    from api.runtime import ensure_redis
-
-    url, server = ensure_redis(settings)
-    try:
-        asyncio.run(_seed(settings, url))
-    finally:
-        if server:
-            server.stop()
+    _with_redis(settings, lambda url: _seed(settings, url))
     return 0
 
 
@@ -153,14 +150,12 @@ def cmd_writer(args: argparse.Namespace) -> int:
     import os
     import socket
 
-    from api.runtime import ensure_redis, redis_client
+    from api.runtime import redis_client
     from persistence.aio import AsyncStore
     from persistence.store import open_store
     from persistence.writer import OrderWriter
 
-    url, server = ensure_redis(settings)
-
-    async def run() -> None:
+    async def run(url: str) -> None:
         stop = asyncio.Event()
         await _until_signal(stop)
         redis = redis_client(url, settings)
@@ -174,11 +169,7 @@ def cmd_writer(args: argparse.Namespace) -> int:
             await store.close()
             await redis.aclose()
 
-    try:
-        asyncio.run(run())
-    finally:
-        if server:
-            server.stop()
+    _with_redis(settings, run)
     return 0
 
 
