@@ -114,6 +114,9 @@ class RedisServer:
         version = server_version(self.binary)
         if version[:2] < MIN_VERSION:
             raise RedisServerError(f"{self.binary} is Redis {version}; onsale needs >= 6.2")
+        # Absolute: redis-server chdirs into --dir before it opens --logfile and the AOF,
+        # so a relative DATA_DIR (the default ./var) would point inside itself.
+        self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port()
