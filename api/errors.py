@@ -11,6 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from api.security import PasswordsBusy
 from api.validation import field_of
 from engine import errors as eng
 from persistence.errors import StoreUnavailable
@@ -158,6 +159,16 @@ def handle_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Respo
     )
 
 
+def handle_busy(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return problem(
+        request,
+        503,
+        "too many logins at once; retry shortly",
+        code="busy",
+        headers={"Retry-After": "2"},
+    )
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(request, 500, "internal error")
@@ -169,6 +180,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     eng.EngineError: handle_engine,
     UnicodeDecodeError: handle_bad_body,
     StoreUnavailable: handle_unavailable,
+    PasswordsBusy: handle_busy,
     RedisConnectionError: handle_unavailable,
     RedisTimeoutError: handle_unavailable,
     RedisError: handle_unavailable,

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import bcrypt
 from litestar.connection import ASGIConnection
@@ -25,6 +26,7 @@ from api.jwt_cache import CachingJWTAuthenticationMiddleware, user_exists
 from api.settings import Settings
 from engine import keys
 
+T = TypeVar("T")
 ROLES = ("ADMIN", "ORGANIZADOR", "COMPRADOR")
 MAX_PASSWORD_BYTES = 72
 
@@ -41,21 +43,37 @@ class Principal:
         return self.role == "ADMIN"
 
 
-class Passwords:
-    """bcrypt hashing in a bounded thread pool, never on the event loop."""
+class PasswordsBusy(Exception):
+    """More bcrypt work is queued than the pool finishes in a reasonable time."""
 
-    def __init__(self, rounds: int, threads: int) -> None:
+
+class Passwords:
+    """bcrypt hashing in a bounded thread pool, never on the event loop.
+
+    The queue in front of the pool is bounded too: during a login storm, work past
+    ``max_queue`` is refused at once (the API answers 503 with Retry-After) rather than
+    queued for longer than any client would wait."""
+
+    def __init__(self, rounds: int, threads: int, max_queue: int = 256) -> None:
         self.rounds = rounds
+        self.max_queue = max_queue
+        self.queued = 0
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bcrypt")
         # Compared against when the e-mail is unknown, so both answers take as long.
         self._dummy = bcrypt.hashpw(b"onsale-dummy", bcrypt.gensalt(rounds)).decode()
 
+    async def _run(self, work: Callable[[], T]) -> T:
+        if self.queued >= self.max_queue:
+            raise PasswordsBusy(f"{self.queued} password checks already waiting")
+        self.queued += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, work)
+        finally:
+            self.queued -= 1
+
     async def hash(self, password: str) -> str:
         raw = password.encode()
-        loop = asyncio.get_running_loop()
-        hashed = await loop.run_in_executor(
-            self.pool, lambda: bcrypt.hashpw(raw, bcrypt.gensalt(self.rounds))
-        )
+        hashed = await self._run(lambda: bcrypt.hashpw(raw, bcrypt.gensalt(self.rounds)))
         return hashed.decode()
 
     async def verify(self, password: str, hashed: str | None) -> bool:
@@ -63,8 +81,7 @@ class Passwords:
         if len(raw) > MAX_PASSWORD_BYTES:
             return False
         target = (hashed or self._dummy).encode()
-        loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(self.pool, lambda: bcrypt.checkpw(raw, target))
+        ok = await self._run(lambda: bcrypt.checkpw(raw, target))
         return ok and hashed is not None
 
     def close(self) -> None:

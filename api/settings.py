@@ -49,6 +49,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     bcrypt_rounds: int = 12
     bcrypt_threads: int = 2
+    bcrypt_max_queue: int = 256
     bench_endpoints: bool = False
     trusted_proxies: str = ""
 
@@ -194,6 +195,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         if app_env != "production"
         else max(12, _int(env, "BCRYPT_ROUNDS", 12, 4, 16)),
         bcrypt_threads=_int(env, "BCRYPT_THREADS", 2, 1, 64),
+        bcrypt_max_queue=_int(env, "BCRYPT_MAX_QUEUE", 256, 1, 100_000),
         bench_endpoints=_bool(env, "BENCH_ENDPOINTS", False) and app_env != "production",
         trusted_proxies=env.get("TRUSTED_PROXIES", "").strip(),
     )

@@ -115,7 +115,9 @@ async def build_resources(settings: Settings, jwt_auth: JWTAuth[Principal, Token
         redis=redis,
         engine=engine,
         store=store,
-        passwords=Passwords(settings.bcrypt_rounds, settings.bcrypt_threads),
+        passwords=Passwords(
+            settings.bcrypt_rounds, settings.bcrypt_threads, settings.bcrypt_max_queue
+        ),
         jwt_auth=jwt_auth,
         limiter=RateLimiter(redis, settings.rate_limit_per_minute),
         embedded_redis=server,
