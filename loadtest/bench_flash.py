@@ -34,9 +34,15 @@ from typing import Any
 import httpx
 
 from engine.redis_server import RedisServer, free_port
-from loadtest.common import machine, percentile, pin_pid, pin_prefix, summary, write_result
-
-SECRET = "bench-secret-0123456789abcdef0123456789"
+from loadtest.common import (
+    machine,
+    percentile,
+    pin_pid,
+    pin_prefix,
+    server_env,
+    summary,
+    write_result,
+)
 
 
 class RawHttp:
@@ -296,19 +302,7 @@ def main() -> int:
         redis = RedisServer(tmp / "redis", appendonly=False).start()
         assert redis.process is not None
         port = free_port()
-        env = {
-            **os.environ,
-            "APP_ENV": "test",
-            "REDIS_URL": redis.url,
-            "DATA_DIR": str(tmp),
-            "PORT": str(port),
-            "RATE_LIMIT_PER_MINUTE": "0",
-            "BENCH_ENDPOINTS": "true",
-            "BCRYPT_ROUNDS": "4",
-            "LOG_LEVEL": "warning",
-            "JWT_SECRET": SECRET,
-        }
-        env.pop("ONSALE_EMBEDDED_REDIS_URL", None)
+        env = server_env(redis.url, tmp, port, BENCH_ENDPOINTS="true")
         server = subprocess.Popen(
             [*pin_prefix(0), sys.executable, "-m", "api.cli", "serve", "--seed"],
             env=env,

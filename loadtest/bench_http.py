@@ -26,6 +26,7 @@ from loadtest.common import (
     pin_pid,
     pin_prefix,
     register,
+    server_env,
     summary,
     wait_ready,
     write_result,
@@ -104,19 +105,7 @@ def main() -> int:
         redis = RedisServer(tmp / "redis", appendonly=False).start()
         assert redis.process is not None
         port = free_port()
-        env = {
-            **os.environ,
-            "APP_ENV": "test",
-            "REDIS_URL": redis.url,
-            "DATA_DIR": str(tmp),
-            "PORT": str(port),
-            "RATE_LIMIT_PER_MINUTE": "0",
-            "BENCH_ENDPOINTS": "true",
-            "BCRYPT_ROUNDS": "4",
-            "LOG_LEVEL": "warning",
-            "MAX_TICKETS_PER_ORDER": "10",
-            "JWT_SECRET": "bench-secret-0123456789abcdef0123456789",
-        }
+        env = server_env(redis.url, tmp, port, BENCH_ENDPOINTS="true", MAX_TICKETS_PER_ORDER="10")
         server = subprocess.Popen(
             [*pin_prefix(0), sys.executable, "-m", "api.cli", "serve"],
             env=env,

@@ -200,7 +200,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> int:
     from engine.redis_server import RedisServer, free_port
-    from loadtest.common import machine, pin_pid, pin_prefix, write_result
+    from loadtest.common import machine, pin_pid, pin_prefix, server_env, write_result
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--logins", type=int, default=200)
@@ -221,18 +221,7 @@ def main() -> int:
         assert redis.process is not None
         emails = make_users(tmp, args.users, args.rounds)
         port = free_port()
-        env = {
-            **os.environ,
-            "APP_ENV": "test",
-            "REDIS_URL": redis.url,
-            "DATA_DIR": str(tmp),
-            "PORT": str(port),
-            "RATE_LIMIT_PER_MINUTE": "0",
-            "BCRYPT_ROUNDS": str(args.rounds),
-            "LOG_LEVEL": "warning",
-            "JWT_SECRET": "bench-secret-0123456789abcdef0123456789",
-        }
-        env.pop("ONSALE_EMBEDDED_REDIS_URL", None)
+        env = server_env(redis.url, tmp, port, BCRYPT_ROUNDS=str(args.rounds))
         pin = pin_prefix(0) if args.pin else []
         server = subprocess.Popen(
             [*pin, sys.executable, "-m", "api.cli", "serve", "--workers", str(args.workers)],

@@ -41,7 +41,7 @@ import httpx
 import websockets
 
 from engine.redis_server import RedisServer, free_port
-from loadtest.common import machine, percentile, pin_pid, pin_prefix, write_result
+from loadtest.common import machine, percentile, pin_pid, pin_prefix, server_env, write_result
 
 TRANSPORTS = ("ws", "socketio")
 TARGET_P99_MS = 200.0
@@ -183,17 +183,7 @@ async def measure(
 
 def start_server(tmp: Path, redis: RedisServer) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {
-        **os.environ,
-        "APP_ENV": "test",
-        "REDIS_URL": redis.url,
-        "DATA_DIR": str(tmp),
-        "PORT": str(port),
-        "RATE_LIMIT_PER_MINUTE": "0",
-        "BCRYPT_ROUNDS": "4",
-        "LOG_LEVEL": "warning",
-        "JWT_SECRET": "bench-secret-0123456789abcdef0123456789",
-    }
+    env = server_env(redis.url, tmp, port)
     # exec all the way down: the Popen pid is the server's own.
     server = subprocess.Popen(
         [

@@ -32,6 +32,7 @@ from loadtest.common import (
     pin_pid,
     pin_prefix,
     register,
+    server_env,
     wait_ready,
     write_result,
 )
@@ -137,17 +138,7 @@ def main() -> int:
         redis = RedisServer(tmp / "redis", appendonly=False).start()
         assert redis.process is not None
         port = free_port()
-        env = {
-            **os.environ,
-            "APP_ENV": "test",
-            "REDIS_URL": redis.url,
-            "DATA_DIR": str(tmp),
-            "PORT": str(port),
-            "RATE_LIMIT_PER_MINUTE": "0",
-            "BCRYPT_ROUNDS": "4",
-            "LOG_LEVEL": "warning",
-            "JWT_SECRET": "bench-secret-0123456789abcdef0123456789",
-        }
+        env = server_env(redis.url, tmp, port)
         server = subprocess.Popen(
             [
                 "bash",

@@ -111,3 +111,25 @@ def create_bulk_event(base: str, organizer: str, name: str, total: int = 10_000_
     )
     r.raise_for_status()
     return r.json()
+
+
+BENCH_SECRET = "bench-secret-0123456789abcdef0123456789"
+
+
+def server_env(redis_url: str, data_dir: Path, port: int, **overrides: str) -> dict[str, str]:
+    """The environment of an ``onsale serve`` a benchmark starts: test mode against the
+    benchmark's own Redis and data directory, rate limits off, cheap bcrypt."""
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "REDIS_URL": redis_url,
+        "DATA_DIR": str(data_dir),
+        "PORT": str(port),
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "BCRYPT_ROUNDS": "4",
+        "LOG_LEVEL": "warning",
+        "JWT_SECRET": BENCH_SECRET,
+        **overrides,
+    }
+    env.pop("ONSALE_EMBEDDED_REDIS_URL", None)
+    return env
