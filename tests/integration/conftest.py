@@ -199,3 +199,24 @@ def problem_fields(body: dict[str, Any]) -> list[str]:
 
 def bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def make_world(
+    api: ApiServer,
+    prefix: str,
+    first: list[tuple[str, float, int]],
+    second: list[tuple[str, float, int]],
+) -> dict[str, Any]:
+    """An organizer, a buyer, another buyer and two events (the real-time test modules)."""
+    org, _ = register(api, f"{prefix}-org@example.com", role="ORGANIZADOR")
+    buyer, buyer_user = register(api, f"{prefix}-buyer@example.com")
+    other, other_user = register(api, f"{prefix}-other@example.com")
+    return {
+        "org": org,
+        "buyer": buyer,
+        "buyer_user": buyer_user,
+        "other": other,
+        "other_user": other_user,
+        "e1": create_event(api, org, first),
+        "e2": create_event(api, org, second),
+    }

@@ -14,7 +14,7 @@ import socketio
 import websockets
 
 from engine.redis_server import free_port
-from tests.integration.conftest import ApiServer, create_event, register
+from tests.integration.conftest import ApiServer, create_event, make_world, register
 
 pytestmark = pytest.mark.asyncio
 
@@ -195,20 +195,7 @@ class RawPolling:
 
 @pytest.fixture(scope="module")
 def world(api: ApiServer) -> dict[str, Any]:
-    org, _ = register(api, "sio-org@example.com", role="ORGANIZADOR")
-    buyer, buyer_user = register(api, "sio-buyer@example.com")
-    other, other_user = register(api, "sio-other@example.com")
-    e1 = create_event(api, org, [("A", 10.0, 2000), ("B", 5.0, 100)])
-    e2 = create_event(api, org, [("A", 10.0, 2000)])
-    return {
-        "org": org,
-        "buyer": buyer,
-        "buyer_user": buyer_user,
-        "other": other,
-        "other_user": other_user,
-        "e1": e1,
-        "e2": e2,
-    }
+    return make_world(api, "sio", [("A", 10.0, 2000), ("B", 5.0, 100)], [("A", 10.0, 2000)])
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

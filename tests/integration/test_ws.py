@@ -11,7 +11,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.integration.conftest import ApiServer, create_event, register
+from tests.integration.conftest import ApiServer, create_event, make_world, register
 
 pytestmark = pytest.mark.asyncio
 
@@ -74,20 +74,7 @@ def hold(api: ApiServer, token: str, event: dict[str, Any], qty: int, cat: int =
 
 @pytest.fixture(scope="module")
 def world(api: ApiServer) -> dict[str, Any]:
-    org, _ = register(api, "ws-org@example.com", role="ORGANIZADOR")
-    buyer, buyer_user = register(api, "ws-buyer@example.com")
-    other, other_user = register(api, "ws-other@example.com")
-    e1 = create_event(api, org, [("A", 10.0, 20), ("B", 5.0, 100)])
-    e2 = create_event(api, org, [("A", 10.0, 50)])
-    return {
-        "org": org,
-        "buyer": buyer,
-        "buyer_user": buyer_user,
-        "other": other,
-        "other_user": other_user,
-        "e1": e1,
-        "e2": e2,
-    }
+    return make_world(api, "ws", [("A", 10.0, 20), ("B", 5.0, 100)], [("A", 10.0, 50)])
 
 
 async def test_join_gives_a_snapshot_then_live_updates_to_that_room_only(
