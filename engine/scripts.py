@@ -106,12 +106,14 @@ def _is_noscript(exc: BaseException) -> bool:
 class Scripts:
     """The engine's scripts bound to one Redis client."""
 
-    def __init__(self, redis: Redis, batch_size: int = 512) -> None:
+    def __init__(self, redis: Redis, batch_size: int = 512, max_in_flight: int = 2) -> None:
         self.redis = redis
         self.by_name = _SOURCES
         self.batch_size = batch_size
+        self.max_in_flight = max_in_flight
         self._pending: list[tuple[Script, tuple[Any, ...], asyncio.Future[Any]]] = []
         self._flush_scheduled = False
+        self._in_flight = 0
 
     async def load(self) -> None:
         """SCRIPT LOAD every script (on a cluster, redis-py sends it to every primary)."""
@@ -145,15 +147,27 @@ class Scripts:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((script, self._args(script, keys, args), fut))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
+        self._schedule(loop)
         return fut
 
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Send what is pending on the next loop turn (after the callers already woken
+        have queued their calls too), unless max_in_flight batches are out already: then
+        the first to come back sends it. Two in flight let Redis run one batch while this
+        process parses the replies of the other (one at a time left both half idle)."""
+        if self._flush_scheduled or self._in_flight >= self.max_in_flight:
+            return
+        self._flush_scheduled = True
+        loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
+
     async def _flush(self) -> None:
-        while self._pending:
-            batch = self._pending[: self.batch_size]
-            del self._pending[: self.batch_size]
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        batch = self._pending[: self.batch_size]
+        del self._pending[: self.batch_size]
+        self._in_flight += 1
+        try:
             if len(batch) == 1:
                 script, cmd, fut = batch[0]
                 try:
@@ -168,9 +182,12 @@ class Scripts:
                 else:
                     if not fut.done():
                         fut.set_result(result)
-                continue
-            await self._run_batch(batch)
-        self._flush_scheduled = False
+            else:
+                await self._run_batch(batch)
+        finally:
+            self._in_flight -= 1
+            if self._pending:
+                self._schedule(asyncio.get_running_loop())
 
     async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """EVALSHA every command on one connection in one write; replies in order, errors

@@ -44,12 +44,13 @@ if existing then
   return {1, existing}
 end
 
-local state = redis.call('HGET', inv, 'state')
+local head = redis.call('HMGET', inv, 'state', 'max', 'thr')
+local state = head[1]
 if not state then return {-1, ''} end
 if state ~= 'open' then return {-2, state} end
 if not n or n < 1 or #ARGV ~= 7 + 2 * n or not ttl or ttl < 1 then return {-6, ''} end
 
-local limit = tonumber(redis.call('HGET', inv, 'max')) or 0
+local limit, thr = tonumber(head[2]) or 0, tonumber(head[3]) or 0
 local wanted, count = {}, 0
 for i = 1, n do
   local q = tonumber(ARGV[7 + 2 * i])
@@ -59,26 +60,29 @@ for i = 1, n do
 end
 if limit > 0 and count > limit then return {-3, tostring(limit)} end
 
-local tickets, total = {}, 0
+-- One read per category: total, available, price, name and the low-stock flag.
+local tickets, rows, total = {}, {}, 0
 for i, w in ipairs(wanted) do
   local c, q = w[1], w[2]
-  local row = redis.call('HMGET', inv, 't:' .. c, 'a:' .. c, 'p:' .. c, 'n:' .. c)
+  local row = redis.call('HMGET', inv, 't:' .. c, 'a:' .. c, 'p:' .. c, 'n:' .. c, 'low:' .. c)
   if not row[1] then return {-4, c} end
   local avail = tonumber(row[2])
   if avail < q then return {-5, c .. ':' .. avail} end
   local price = tonumber(row[3]) or 0
   tickets[i] = {categoriaId = c, nombre = row[4] or c, cantidad = q, precioUnitario = price}
+  rows[i] = row
   total = total + price * q
 end
 
 -- All checks passed: first write below.
 local now = now_ms()
 local deadline = now + ttl
-for _, t in ipairs(tickets) do
+for i, t in ipairs(tickets) do
   local c = t.categoriaId
   redis.call('HINCRBY', inv, 'h:' .. c, t.cantidad)
   local avail = redis.call('HINCRBY', inv, 'a:' .. c, -t.cantidad)
-  stock_changed(inv, feed, maxlen, event_id, c, avail)
+  stock_changed_known(inv, feed, maxlen, event_id, c, avail,
+    tonumber(rows[i][1]) or 0, thr, rows[i][5] ~= false)
 end
 local order = {
   id = order_id, eventoId = event_id, usuarioId = user_id, tickets = tickets,

@@ -49,13 +49,11 @@ local function feed_add(feed, maxlen, name, data, user)
 end
 
 -- Publish a category's new available stock and keep the low-stock flag in step:
--- ticket:almost-sold-out fires once per downward crossing of the limit.
-local function stock_changed(inv, feed, maxlen, event_id, cat, avail)
+-- ticket:almost-sold-out fires once per downward crossing of the limit. The caller passes
+-- what it already read (total, threshold, whether the flag is set): a hot path saves reads.
+local function stock_changed_known(inv, feed, maxlen, event_id, cat, avail, total, thr, flagged)
   feed_add(feed, maxlen, 'ticket:stock-update',
     {eventoId = event_id, categoriaId = cat, nuevoStock = avail})
-  local total = tonumber(redis.call('HGET', inv, 't:' .. cat)) or 0
-  local thr = tonumber(redis.call('HGET', inv, 'thr')) or 0
-  local flagged = redis.call('HEXISTS', inv, 'low:' .. cat) == 1
   if total > 0 and thr > 0 and avail <= low_limit(thr, total) then
     if not flagged then
       redis.call('HSET', inv, 'low:' .. cat, 1)
@@ -65,6 +63,12 @@ local function stock_changed(inv, feed, maxlen, event_id, cat, avail)
   elseif flagged then
     redis.call('HDEL', inv, 'low:' .. cat)
   end
+end
+
+local function stock_changed(inv, feed, maxlen, event_id, cat, avail)
+  local row = redis.call('HMGET', inv, 't:' .. cat, 'thr', 'low:' .. cat)
+  stock_changed_known(inv, feed, maxlen, event_id, cat, avail,
+    tonumber(row[1]) or 0, tonumber(row[2]) or 0, row[3] ~= false)
 end
 
 -- Record an order's new state: orders hash, WebSocket feed (user room) and writer log.
