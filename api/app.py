@@ -22,6 +22,7 @@ from api.controllers.health import HealthController
 from api.controllers.orders import OrderController
 from api.errors import EXCEPTION_HANDLERS
 from api.pages import WEB_HANDLERS
+from api.runtime import tune_gc
 from api.security import make_jwt_auth
 from api.settings import Settings, get_settings
 from api.socketio import mount as mount_socketio
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         resources = await build_resources(settings, jwt_auth)
         app.state.onsale = resources
+        tune_gc()
         try:
             yield
         finally:

@@ -161,7 +161,10 @@ def cmd_writer(args: argparse.Namespace) -> int:
         redis = redis_client(url, settings)
         store = AsyncStore(open_store(settings.mongodb_uri, settings.data_dir))
         writer = OrderWriter(
-            redis, store, consumer_name=args.name or f"{socket.gethostname()}-{os.getpid()}"
+            redis,
+            store,
+            consumer_name=args.name or f"{socket.gethostname()}-{os.getpid()}",
+            linger_ms=settings.writer_linger_ms,
         )
         try:
             await writer.run(stop)

@@ -44,6 +44,7 @@ class Settings:
     log_level: str = "info"
     sweep_interval_s: float = 1.0
     run_writer: bool = True
+    writer_linger_ms: int = 20
     run_expiry: bool = True
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 64 * 1024
@@ -188,6 +189,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
         sweep_interval_s=_float(env, "SWEEP_INTERVAL_SECONDS", 1.0, 0.05, 3600),
         run_writer=_bool(env, "RUN_WRITER", True),
+        writer_linger_ms=_int(env, "WRITER_LINGER_MS", 20, 0, 1000),
         run_expiry=_bool(env, "RUN_EXPIRY", True),
         cors_origins=cors,
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),

@@ -136,7 +136,10 @@ async def build_resources(settings: Settings, jwt_auth: JWTAuth[Principal, Token
         from persistence.writer import OrderWriter
 
         res.writer = OrderWriter(
-            redis, store, consumer_name=f"{socket.gethostname()}-{os.getpid()}"
+            redis,
+            store,
+            consumer_name=f"{socket.gethostname()}-{os.getpid()}",
+            linger_ms=settings.writer_linger_ms,
         )
         res.tasks.append(asyncio.create_task(res.writer.run(res.stop), name="writer"))
     return res

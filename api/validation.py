@@ -4,7 +4,9 @@ Litestar converts a parsed body to the handler's type with ``strict=False`` (so 
 strings can be coerced), which would accept ``"cantidad": "2"`` or ``"enVenta": "false"``
 and act on them. This hook decodes the raw body once more, strictly, against the same
 msgspec type before the handler runs: a wrongly typed field is a 422 naming it, and
-nothing changes.
+nothing changes. The strictly decoded value is then handed to Litestar as the request's
+parsed JSON, so Litestar does not decode the body a second time (its ``convert`` passes an
+instance of the target type through unchanged).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
         return
     raw = await request.body()
     try:
-        _decoder(body_type).decode(raw)
+        value = _decoder(body_type).decode(raw)
     except msgspec.ValidationError as e:
         message = str(e)
         raise ValidationException(
@@ -61,3 +63,6 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
         ) from None
     except msgspec.DecodeError:
         raise ValidationException(detail="the body is not valid JSON") from None
+    # What Request.json() returns from now on (Litestar caches the parsed body in the
+    # connection state shared by every Request built from this scope).
+    request._connection_state.json = value

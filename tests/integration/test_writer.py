@@ -565,6 +565,37 @@ async def test_wait_persisted(
         await asyncio.wait_for(task, 5)
 
 
+async def test_linger_gathers_a_trickle_into_one_batch(
+    redis: Redis, engine: Engine, make_writer: Callable[..., OrderWriter], astore: AsyncStore
+) -> None:
+    """After a partial batch the writer waits linger_ms before reading again, so the
+    orders that arrive meanwhile are stored together; stopping during the wait is prompt
+    and loses nothing (the entries stay in the log for the next writer)."""
+    await arm(engine, "ev1")
+    stop = asyncio.Event()
+    writer = make_writer(block_ms=100, linger_ms=1_000)
+    task = asyncio.create_task(writer.run(stop))
+    try:
+        first = (await engine.hold("ev1", "u1", [("gen", 1)])).order
+        assert await writer.wait_persisted(first.id, first.version, timeout=10) is True
+        assert writer.stats.batch_sizes == [1]
+        trickle = [(await engine.hold("ev1", f"u{i}", [("gen", 1)])).order for i in range(10)]
+        assert await writer.wait_persisted(trickle[-1].id, 1, timeout=10) is True
+        assert writer.stats.batch_sizes == [1, 10]
+        for order in trickle:
+            assert await astore.get_order(order.id) == order
+        late = (await engine.hold("ev1", "u1", [("gen", 1)])).order
+        stop.set()  # during the linger that follows the batch of 10
+        await asyncio.wait_for(task, 2)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    assert await astore.get_order(late.id) is None
+    successor = make_writer(name="w2")
+    await successor.run_until_idle()
+    assert await astore.get_order(late.id) == late
+
+
 async def test_a_forgotten_event_is_drained_before_it_is_dropped(
     redis: Redis, engine: Engine, make_writer: Callable[..., OrderWriter], sqlite_store: Store
 ) -> None:
