@@ -232,14 +232,15 @@ class Engine:
         ]
         for category_id, quantity in merged.items():
             args += [category_id, quantity]
+        ek = keys.hold_keys(event_id)
         hold_keys = [
-            keys.inventory(event_id),
-            keys.orders(event_id),
-            keys.idempotency(event_id),
-            keys.deadlines(event_id),
+            ek.inventory,
+            ek.orders,
+            ek.idempotency,
+            ek.deadlines,
             keys.timer(event_id, order_id),
-            keys.feed(event_id),
-            keys.order_log(event_id),
+            ek.feed,
+            ek.order_log,
         ]
         if remember and self.config.batching:
             held = self.scripts.batched("hold_tickets", hold_keys, args)

@@ -22,6 +22,7 @@ Global keys (never touched by a script): ``os:events`` (set of armed event ids),
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import NamedTuple
 
 PREFIX = "os"
@@ -78,6 +79,31 @@ def user_orders(user_id: str) -> str:
 
 def rate_limit(scope: str, subject: str, window: int) -> str:
     return f"{PREFIX}:rl:{scope}:{subject}:{window}"
+
+
+class HoldKeys(NamedTuple):
+    """The event keys every hold touches, in the hold script's KEYS order (but the timer)."""
+
+    inventory: str
+    orders: str
+    idempotency: str
+    deadlines: str
+    feed: str
+    order_log: str
+
+
+@lru_cache(maxsize=4096)
+def hold_keys(event_id: str) -> HoldKeys:
+    """Built once per event and process: an on-sale sends thousands of holds per second
+    to the same few events."""
+    return HoldKeys(
+        inventory(event_id),
+        orders(event_id),
+        idempotency(event_id),
+        deadlines(event_id),
+        feed(event_id),
+        order_log(event_id),
+    )
 
 
 class TimerKey(NamedTuple):

@@ -168,22 +168,9 @@ class Scripts:
         del self._pending[: self.batch_size]
         self._in_flight += 1
         try:
-            if len(batch) == 1:
-                script, cmd, fut = batch[0]
-                try:
-                    result = await self.call(
-                        script.name,
-                        list(cmd[2 : 2 + script.num_keys]),
-                        list(cmd[2 + script.num_keys :]),
-                    )
-                except BaseException as e:  # delivered to the caller
-                    if not fut.done():
-                        fut.set_exception(e)
-                else:
-                    if not fut.done():
-                        fut.set_result(result)
-            else:
-                await self._run_batch(batch)
+            # A batch of one too: hiredis packing and parsing cost less than redis-py's
+            # execute_command path even for a single call.
+            await self._run_batch(batch)
         finally:
             self._in_flight -= 1
             if self._pending:

@@ -48,3 +48,18 @@ def test_order_ids_carry_their_event() -> None:
 def test_iso_times() -> None:
     assert iso(0) == "1970-01-01T00:00:00.000Z"
     assert iso(1_795_847_350_011) == "2026-11-28T06:29:10.011Z"
+
+
+def test_cached_hold_keys_are_the_builders_keys() -> None:
+    e = "evcache1"
+    ks = keys.hold_keys(e)
+    assert ks == (
+        keys.inventory(e),
+        keys.orders(e),
+        keys.idempotency(e),
+        keys.deadlines(e),
+        keys.feed(e),
+        keys.order_log(e),
+    )
+    assert keys.hold_keys(e) is ks  # built once per event
+    assert keys.hold_keys("evcache2").inventory == keys.inventory("evcache2")
