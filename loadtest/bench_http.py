@@ -60,6 +60,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def core_busy_seconds(core: int) -> float:
+    """Non-idle time of one CPU core so far (/proc/stat), to see whether the load side
+    (wrk, Redis and the writer on core 1) kept up or was the limit."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            f = [int(x) for x in line.split()[1:]]
+            idle = f[3] + f[4]
+            return (sum(f[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def wrk(
     url: str,
     body: str,
@@ -86,8 +97,10 @@ def wrk(
         url,
     ]
     cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
+    core1_before = core_busy_seconds(1)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
     cpu_used = (cpu_seconds(server_pid) - cpu_before) if server_pid else 0.0
+    core1_used = core_busy_seconds(1) - core1_before
     m = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+)", out)
     if not m:
         raise SystemExit(f"wrk failed:\n{out}")
@@ -98,6 +111,8 @@ def wrk(
         "p50_ms": p50 / 1000,
         "p99_ms": p99 / 1000,
         "cpu_us_per_request": cpu_used * 1e6 / max(1, requests),
+        "server_busy": cpu_used / (duration / 1e6),
+        "core1_busy": core1_used / (duration / 1e6),
     }
 
 
@@ -253,6 +268,10 @@ def main() -> int:
                 for b, h in zip(bare, hold, strict=True)
             ]
         ),
+        "bare_server_busy": summary([b["server_busy"] for b in bare]),
+        "hold_server_busy": summary([h["server_busy"] for h in hold]),
+        "bare_core1_busy": summary([b["core1_busy"] for b in bare]),
+        "hold_core1_busy": summary([h["core1_busy"] for h in hold]),
         "hold_p50_ms": summary([h["p50_ms"] for h in hold]),
         "hold_p99_ms": summary([h["p99_ms"] for h in hold]),
         "hold_non_2xx": sum(h["errors"] for h in hold),
@@ -273,6 +292,10 @@ def main() -> int:
         "bare_cpu_us_per_req",
         "hold_cpu_us_per_req",
         "cpu_ratio_bare_vs_hold",
+        "bare_server_busy",
+        "hold_server_busy",
+        "bare_core1_busy",
+        "hold_core1_busy",
     ):
         s = result[name]
         print(f"{name:<22}{s['median']:>12,.2f}{s['min']:>12,.2f}{s['max']:>12,.2f}")
