@@ -147,8 +147,26 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
 
+def with_socketio_security_headers(asgi: Any) -> Any:
+    """The Helmet set on Socket.IO's own HTTP responses (the long-polling transport and
+    its handshake), which python-socketio answers without passing through Litestar."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope.get("path", "").startswith("/socket.io"):
+            await asgi(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            await security_headers(message, scope)  # type: ignore[arg-type]
+            await send(message)
+
+        await asgi(scope, receive, send_with_headers)
+
+    return app
+
+
 def app_from_env() -> Any:
     """uvicorn factory entry point (``api.app:app_from_env``): the Litestar app, with
     Socket.IO (python-socketio's ASGI app) in front of it at ``/socket.io/``."""
     settings = get_settings()
-    return mount_socketio(create_app(settings), settings)
+    return with_socketio_security_headers(mount_socketio(create_app(settings), settings))

@@ -472,3 +472,17 @@ def test_csp_is_strict_except_on_the_openapi_uis(api: ApiServer) -> None:
     assert page == strict
     ui = httpx.get(f"{api.url}/schema/swagger").headers["content-security-policy"]
     assert "unsafe-inline" in ui and "cdn.jsdelivr.net" in ui
+
+
+def test_socketio_http_responses_carry_the_security_headers(api: ApiServer) -> None:
+    """python-socketio answers /socket.io/ itself: the long-polling handshake and an
+    unknown session get the same headers as every Litestar response."""
+    handshake = httpx.get(f"{api.url}/socket.io/", params={"EIO": "4", "transport": "polling"})
+    assert handshake.status_code == 200, handshake.text
+    assert handshake.text.startswith("0{") and '"sid"' in handshake.text
+    _security_headers(handshake)
+    unknown = httpx.get(
+        f"{api.url}/socket.io/", params={"EIO": "4", "transport": "polling", "sid": "nope"}
+    )
+    assert unknown.status_code == 400
+    _security_headers(unknown)
