@@ -24,7 +24,7 @@ import itertools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,43 @@ MAX_BUFFERED_WHILE_JOINING = 10_000
 MESSAGES_PER_SECOND = 50.0
 MESSAGE_BURST = 100.0
 USER_FEED_REFRESH_S = 1.0
+FANOUT_CHUNK = 256
+
+
+class Ready:
+    """``asyncio.Event`` for one waiter (the socket's writer): a fan-out sets thousands of
+    these per feed read, and this one wakes its writer with one future, no waiter list."""
+
+    __slots__ = ("_value", "_waiter")
+
+    def __init__(self) -> None:
+        self._value = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._value
+
+    def set(self) -> None:
+        if not self._value:
+            self._value = True
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._value = False
+
+    async def wait(self) -> bool:
+        if self._value:
+            return True
+        if self._waiter is not None:
+            raise RuntimeError("Ready has one waiter at a time")
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+        return True
 
 
 class Outbox:
@@ -58,7 +95,7 @@ class Outbox:
     def __init__(self, max_frames: int = MAX_QUEUED_FRAMES) -> None:
         self.max_frames = max_frames
         self.frames: OrderedDict[Hashable, bytes] = OrderedDict()
-        self.ready = asyncio.Event()
+        self.ready = Ready()
         self.overflowed = False
         self.conflated = 0
         self.on_overflow: Callable[[], None] | None = None
@@ -109,10 +146,7 @@ class Client:
         return True
 
     def send_entry(self, entry: FeedEntry) -> None:
-        key = None
-        if entry.category is not None:
-            key = ("stock", entry.event_id, entry.category)
-        self.outbox.put(entry.frame, key)
+        self.outbox.put(entry.frame, _conflate_key(entry))
 
     def deliver(self, entry: FeedEntry) -> None:
         """An event-room entry: buffered while joining, else sent once past the cursor."""
@@ -165,14 +199,50 @@ class Hub:
 
     # -- fan-out -------------------------------------------------------------------------
 
-    def dispatch(self, entries: list[FeedEntry]) -> None:
-        for entry in entries:
+    async def dispatch(self, entries: list[FeedEntry]) -> None:
+        """One tailer read's entries to the local sockets (the tailer reads again once
+        this returns).
+
+        A read can return many entries (as many as arrived while the last fan-out ran).
+        Every outbox conflates stock updates per category anyway, so a stock update that a
+        later one of the same category in this read supersedes is dropped before fan-out
+        (each outbox ends exactly as if it had been put and replaced): the work per socket
+        is one put per category and per other frame, whatever the update rate.
+
+        A large room is woken :data:`FANOUT_CHUNK` sockets per event-loop turn: their
+        writers send in that turn, and HTTP requests (holds) get a turn between chunks
+        instead of waiting behind thousands of sends.
+        """
+        entries, superseded = _conflated(entries)
+        i, n = 0, len(entries)
+        while i < n:
+            entry = entries[i]
             if entry.name in USER_EVENTS:
                 for client in self.user_rooms.get(entry.user or "", ()):
                     client.outbox.put(entry.frame)
-            else:
-                for client in self.rooms.get(entry.event_id, ()):
-                    client.deliver(entry)
+                i += 1
+                continue
+            # A run of room entries of one event: one pass over its room.
+            j = i + 1
+            while j < n and entries[j].event_id == entry.event_id:
+                if entries[j].name in USER_EVENTS:
+                    break
+                j += 1
+            room = self.rooms.get(entry.event_id)
+            if room:
+                run, dropped = entries[i:j], superseded.get(entry.event_id, 0)
+                if len(room) <= FANOUT_CHUNK:
+                    _fan_out(room, run, dropped)
+                else:
+                    # A copy: joins and leaves go on between chunks. One who joins now
+                    # reads a snapshot at least as new as this run; one who leaves is
+                    # skipped by its cursors.
+                    clients = list(room)
+                    for k in range(0, len(clients), FANOUT_CHUNK):
+                        if k:
+                            await asyncio.sleep(0)
+                        _fan_out(clients[k : k + FANOUT_CHUNK], run, dropped)
+            i = j
 
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.gather(self.tailer.run(stop), self._follow_user_feeds(stop))
@@ -352,6 +422,47 @@ def _valid_stream_id(value: str) -> bool:
     return ms.isdigit() and len(ms) <= 20 and (not dash or (seq.isdigit() and len(seq) <= 20))
 
 
+def _conflate_key(entry: FeedEntry) -> Hashable | None:
+    return None if entry.category is None else ("stock", entry.event_id, entry.category)
+
+
+def _conflated(entries: list[FeedEntry]) -> tuple[list[FeedEntry], dict[str, int]]:
+    """``entries`` less every stock update that a later one of the same category follows,
+    in order, and how many were left out per event."""
+    seen: set[tuple[str, str]] = set()
+    kept: list[FeedEntry] = []
+    superseded: dict[str, int] = {}
+    for entry in reversed(entries):
+        if entry.category is not None:
+            key = (entry.event_id, entry.category)
+            if key in seen:
+                superseded[entry.event_id] = superseded.get(entry.event_id, 0) + 1
+                continue
+            seen.add(key)
+        kept.append(entry)
+    kept.reverse()
+    return kept, superseded
+
+
+def _fan_out(room: Iterable[Client], run: list[FeedEntry], superseded: int) -> None:
+    """Entries of one event (ids increasing) to every client of its room."""
+    event_id = run[0].event_id
+    first, last = id_tuple(run[0].id), id_tuple(run[-1].id)
+    items = [(entry.frame, _conflate_key(entry)) for entry in run]
+    for client in room:
+        cursor = client.cursors.get(event_id)
+        if cursor is not None and cursor < first:
+            # The usual case: the client is past its join and behind this whole run.
+            client.cursors[event_id] = last
+            outbox = client.outbox
+            outbox.conflated += superseded
+            for data, key in items:
+                outbox.put(data, key)
+        else:
+            for entry in run:
+                client.deliver(entry)
+
+
 async def serve_socket(hub: Hub, socket: WebSocket[Any, Any, Any]) -> None:
     """The life of one socket: reader loop here, writer task beside it."""
     await socket.accept()
@@ -364,14 +475,16 @@ async def serve_socket(hub: Hub, socket: WebSocket[Any, Any, Any]) -> None:
             client.outbox.put(frame("error", {"code": "unauthorized", "message": "invalid token"}))
 
     async def writer() -> None:
+        outbox = client.outbox
+        send = socket.send  # what send_text() calls, less two coroutine layers per frame
         while not client.closed.is_set():
-            await client.outbox.ready.wait()
-            if client.outbox.overflowed:
+            await outbox.ready.wait()
+            if outbox.overflowed:
                 await socket.close(code=1013, reason="too slow: reconnect with since")
                 client.closed.set()
                 return
-            for data in client.outbox.take():
-                await socket.send_text(data.decode())
+            for data in outbox.take():
+                await send({"type": "websocket.send", "bytes": None, "text": data.decode()})
 
     send_task = asyncio.create_task(writer())
 
