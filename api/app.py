@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await resources.close()
 
     prometheus = PrometheusConfig(
-        app_name="onsale", prefix="onsale", group_path=True, exclude=["/metrics", "/health"]
+        app_name="onsale", prefix="onsale", group_path=True, exclude=["/metrics", "/health", "/ws"]
     )
     app_kwargs: dict[str, Any] = {}
     handlers: list[Any] = [
@@ -127,7 +127,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_app_init=[jwt_auth.on_app_init],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[prometheus.middleware],
-        before_send=[security_headers],
         before_request=strict_body,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -147,12 +146,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
 
-def with_socketio_security_headers(asgi: Any) -> Any:
-    """The Helmet set on Socket.IO's own HTTP responses (the long-polling transport and
-    its handshake), which python-socketio answers without passing through Litestar."""
+def with_security_headers(asgi: Any) -> Any:
+    """The Helmet set on every HTTP response of the process: Litestar's, its error
+    responses from middleware included, and Socket.IO's own (the long-polling transport and
+    its handshake, which python-socketio answers without passing through Litestar).
+
+    An ASGI wrapper around everything rather than Litestar's ``before_send`` hook, which
+    wraps the send of WebSocket connections too: every frame to every subscriber paid for a
+    hook that only acts on HTTP response starts."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope.get("path", "").startswith("/socket.io"):
+        if scope["type"] != "http":
             await asgi(scope, receive, send)
             return
 
@@ -169,4 +173,4 @@ def app_from_env() -> Any:
     """uvicorn factory entry point (``api.app:app_from_env``): the Litestar app, with
     Socket.IO (python-socketio's ASGI app) in front of it at ``/socket.io/``."""
     settings = get_settings()
-    return with_socketio_security_headers(mount_socketio(create_app(settings), settings))
+    return with_security_headers(mount_socketio(create_app(settings), settings))
