@@ -51,6 +51,9 @@ MESSAGES_PER_SECOND = 50.0
 MESSAGE_BURST = 100.0
 USER_FEED_REFRESH_S = 1.0
 FANOUT_CHUNK = 256
+# After a read that delivered something, the tailer waits this long before reading again,
+# so an on-sale's stream of updates arrives in batches (at most this much later).
+FEED_LINGER_MS = 10
 
 
 class Ready:
@@ -190,7 +193,7 @@ class Hub:
         self.rooms: dict[str, set[Client]] = {}
         self.user_rooms: dict[str, set[Client]] = {}
         self.clients: set[Client] = set()
-        self.tailer = FeedTailer(redis, self.dispatch)
+        self.tailer = FeedTailer(redis, self.dispatch, linger_ms=FEED_LINGER_MS)
         self._user_feed_events: set[str] = set()
 
     async def authenticate(self, token: str) -> Principal | None:

@@ -120,10 +120,13 @@ Dispatch = Callable[[list[FeedEntry]], Awaitable[None] | None]
 class FeedTailer:
     """Tails a changing set of feed streams with one blocking XREAD loop."""
 
-    def __init__(self, redis: Redis, dispatch: Dispatch, block_ms: int = 250) -> None:
+    def __init__(
+        self, redis: Redis, dispatch: Dispatch, block_ms: int = 250, linger_ms: float = 0
+    ) -> None:
         self.redis = redis
         self.dispatch = dispatch
         self.block_ms = block_ms
+        self.linger_s = linger_ms / 1000
         self.positions: dict[str, str] = {}  # event id -> last id read
         self.errors = 0
         self.reads = 0
@@ -146,7 +149,10 @@ class FeedTailer:
                     await asyncio.wait_for(stop.wait(), self.block_ms / 1000)
                 continue
             try:
-                await self.read_once()
+                if await self.read_once() and self.linger_s > 0:
+                    # Let the next updates gather: one read then carries many (conflated
+                    # per category by the hub) instead of one XREAD round trip each.
+                    await asyncio.sleep(self.linger_s)
                 backoff = 0.05
             except (RedisError, OSError) as e:
                 self.errors += 1
