@@ -106,14 +106,21 @@ def _is_noscript(exc: BaseException) -> bool:
 class Scripts:
     """The engine's scripts bound to one Redis client."""
 
-    def __init__(self, redis: Redis, batch_size: int = 512, max_in_flight: int = 2) -> None:
+    def __init__(
+        self, redis: Redis, batch_size: int = 512, max_in_flight: int = 2, eager_at: int = 8
+    ) -> None:
         self.redis = redis
         self.by_name = _SOURCES
         self.batch_size = batch_size
         self.max_in_flight = max_in_flight
+        self.eager_at = eager_at
         self._pending: list[tuple[Script, tuple[Any, ...], asyncio.Future[Any]]] = []
         self._flush_scheduled = False
         self._in_flight = 0
+        # Connections kept out of the pool between batches (standalone Redis), at most
+        # max_in_flight: an eager send needs one at hand without awaiting the pool.
+        self._idle: list[Any] = []
+        self._tasks: set[asyncio.Future[Any]] = set()  # referenced until done
 
     async def load(self) -> None:
         """SCRIPT LOAD every script (on a cluster, redis-py sends it to every primary)."""
@@ -147,8 +154,79 @@ class Scripts:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((script, self._args(script, keys, args), fut))
+        if len(self._pending) >= self.eager_at and self._idle:
+            self._send_now()
         self._schedule(loop)
         return fut
+
+    def _send_now(self) -> None:
+        """Write what is pending at once, inside the caller's turn, on a connection kept
+        at hand. Without this the batch left only after every request of an event-loop
+        turn had been parsed, and the worker then waited for Redis with nothing to do (a
+        convoy: at 64 connections it sat idle ~17 % of the time under wrk). Now Redis runs
+        the first holds while the worker parses the rest."""
+        if self._in_flight >= self.max_in_flight:
+            return
+        conn = self._idle.pop()
+        writer = getattr(conn, "_writer", None)
+        if writer is None or writer.is_closing() or getattr(conn, "_reader", None) is None:
+            self._spawn(self._discard(conn))
+            return
+        batch = self._pending[: self.batch_size]
+        del self._pending[: self.batch_size]
+        try:
+            writer.write(b"".join(hiredis.pack_command(("EVALSHA", *cmd)) for _, cmd, _ in batch))
+        except Exception:  # a transport closed under us: the scheduled flush sends it
+            self._pending[:0] = batch
+            self._spawn(self._discard(conn))
+            return
+        self._in_flight += 1
+        self._spawn(self._finish_eager(conn, batch))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _finish_eager(
+        self, conn: Any, batch: list[tuple[Script, tuple[Any, ...], asyncio.Future[Any]]]
+    ) -> None:
+        try:
+            try:
+                results = await _read_replies(conn, len(batch))
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                # As in _run_batch: once more on a fresh connection (idempotent scripts).
+                await self._discard(conn)
+                await self._drop_idle()
+                await self._run_batch(batch)
+                return
+            except BaseException as e:
+                await self._discard(conn)
+                _fail(batch, e)
+                return
+            if len(self._idle) < self.max_in_flight:
+                self._idle.append(conn)
+            else:
+                await self.redis.connection_pool.release(conn)
+            await self._deliver(batch, results)
+        finally:
+            self._in_flight -= 1
+            if self._pending:
+                self._schedule(asyncio.get_running_loop())
+
+    async def _drop_idle(self) -> None:
+        """A connection failed: the ones kept at hand most likely died with it (a Redis
+        restart), so none is reused."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await self._discard(conn)
+
+    async def _discard(self, conn: Any) -> None:
+        pool = self.redis.connection_pool
+        try:
+            await conn.disconnect()
+        finally:
+            await pool.release(conn)
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         """Send what is pending on the next loop turn (after the callers already woken
@@ -158,7 +236,7 @@ class Scripts:
         if self._flush_scheduled or self._in_flight >= self.max_in_flight:
             return
         self._flush_scheduled = True
-        loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
+        loop.call_soon(lambda: self._spawn(self._flush()))
 
     async def _flush(self) -> None:
         self._flush_scheduled = False
@@ -187,16 +265,24 @@ class Scripts:
                 pipe.execute_command("EVALSHA", *cmd)
             return list(await pipe.execute(raise_on_error=False))
         pool = self.redis.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        if self._idle:
+            conn = self._idle.pop()
+        else:
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             payload = b"".join(hiredis.pack_command(("EVALSHA", *cmd)) for cmd in commands)
             await conn.send_packed_command(payload, check_health=False)
-            return await _read_replies(conn, len(commands))
-        except BaseException:
-            await conn.disconnect()
+            replies = await _read_replies(conn, len(commands))
+        except BaseException as e:
+            await self._discard(conn)
+            if isinstance(e, (RedisConnectionError, RedisTimeoutError, OSError)):
+                await self._drop_idle()
             raise
-        finally:
+        if len(self._idle) < self.max_in_flight:
+            self._idle.append(conn)  # kept at hand for the next (eager) batch
+        else:
             await pool.release(conn)
+        return replies
 
     async def _run_batch(
         self, batch: list[tuple[Script, tuple[Any, ...], asyncio.Future[Any]]]
@@ -210,10 +296,16 @@ class Scripts:
                 # fresh one. Safe: every script is idempotent by its request id.
                 results = await self._send(commands)
         except BaseException as e:
-            for _, _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(e)
+            _fail(batch, e)
             return
+        await self._deliver(batch, results)
+
+    async def _deliver(
+        self,
+        batch: list[tuple[Script, tuple[Any, ...], asyncio.Future[Any]]],
+        results: list[Any],
+    ) -> None:
+        """Each reply to its caller; NOSCRIPT calls are loaded and run again."""
         retry: list[tuple[Script, tuple[Any, ...], asyncio.Future[Any]]] = []
         for item, result in zip(batch, results, strict=True):
             fut = item[2]
@@ -229,8 +321,14 @@ class Scripts:
                 try:
                     await self.redis.script_load(script.source)
                 except BaseException as e:
-                    for _, _, fut in retry:
-                        if not fut.done():
-                            fut.set_exception(e)
+                    _fail(retry, e)
                     return
             await self._run_batch(retry)
+
+
+def _fail(
+    batch: list[tuple[Script, tuple[Any, ...], asyncio.Future[Any]]], exc: BaseException
+) -> None:
+    for _, _, fut in batch:
+        if not fut.done():
+            fut.set_exception(exc)

@@ -338,6 +338,44 @@ async def test_noscript_recovery_between_calls(engine: Engine, redis: Redis) -> 
     assert await stock_of(engine, "e1", "gen") == (80, 20, 0, 100)
 
 
+async def test_a_full_batch_is_written_before_the_turn_ends(engine: Engine) -> None:
+    """Once eager_at calls are queued and a connection is at hand, they are written at
+    once (in flight before the caller yields), and every caller gets its own reply."""
+    await engine.arm_event("e1", CATS)
+    await engine.hold("e1", "warm", [("gen", 1)])  # leaves a connection at hand
+    scripts = engine.scripts
+    assert scripts._idle and scripts._in_flight == 0
+    calls = [engine.hold("e1", f"u{i}", [("gen", 1)]) for i in range(scripts.eager_at + 3)]
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    # Each task queues its call when it first runs: let them run up to their await, in
+    # one turn, and check the first eager_at were already written.
+    await asyncio.sleep(0)
+    assert scripts._in_flight >= 1
+    results = await asyncio.gather(*tasks)
+    assert [r.order.user_id for r in results] == [f"u{i}" for i in range(len(calls))]
+    assert len({r.order.id for r in results}) == len(calls)
+    assert await stock_of(engine, "e1", "gen") == (100 - 1 - len(calls), 1 + len(calls), 0, 100)
+
+
+async def test_calls_survive_connections_at_hand_that_died(engine: Engine, redis: Redis) -> None:
+    """Connections kept between batches that were closed under us (a Redis restart kills
+    them all) are dropped, and the calls go through on a fresh connection, once each."""
+    await engine.arm_event("e1", CATS)
+    await asyncio.gather(*(engine.hold("e1", f"w{i}", [("gen", 1)]) for i in range(20)))
+    scripts = engine.scripts
+    assert scripts._idle
+    killed = 0
+    for conn in scripts._idle:
+        host, port = conn._writer.get_extra_info("sockname")[:2]
+        killed += await redis.client_kill_filter(_id=None, addr=f"{host}:{port}")
+    assert killed == len(scripts._idle) >= 1
+    results = await asyncio.gather(
+        *(engine.hold("e1", f"u{i}", [("gen", 1)], order_id=f"e1.{i:016x}") for i in range(20))
+    )
+    assert all(r.created for r in results)
+    assert await stock_of(engine, "e1", "gen") == (60, 40, 0, 100)
+
+
 async def test_feed_is_capped(redis: Redis) -> None:
     engine = Engine(redis, EngineConfig(feed_maxlen=100, batching=False))
     await engine.start()
