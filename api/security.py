@@ -20,11 +20,10 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.security.jwt import JWTAuth, Token
-from redis.asyncio import Redis
 
 from api.jwt_cache import CachingJWTAuthenticationMiddleware, user_exists
 from api.settings import Settings
-from engine import keys
+from engine.core import Engine
 
 T = TypeVar("T")
 ROLES = ("ADMIN", "ORGANIZADOR", "COMPRADOR")
@@ -176,12 +175,13 @@ def organizer_or_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRo
 
 
 class RateLimiter:
-    """Fixed one-minute windows counted with INCR in Redis, so the limit holds across
-    every API process (Litestar's RateLimitMiddleware reads then writes its store, which
-    lets concurrent requests on several workers through, and keys only by address)."""
+    """Fixed one-minute windows counted in Redis (one INCR script, batched with the
+    engine's other calls), so the limit holds across every API process (Litestar's
+    RateLimitMiddleware reads then writes its store, which lets concurrent requests on
+    several workers through, and keys only by address)."""
 
-    def __init__(self, redis: Redis, per_minute: int) -> None:
-        self.redis = redis
+    def __init__(self, engine: Engine, per_minute: int) -> None:
+        self.engine = engine
         self.per_minute = per_minute
 
     async def hit(self, scope: str, subject: str) -> int | None:
@@ -189,12 +189,7 @@ class RateLimiter:
         if self.per_minute <= 0:
             return None
         now = time.time()
-        window = int(now // 60)
-        key = keys.rate_limit(scope, subject, window)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, 120)
-        count, _ = await pipe.execute()
-        if int(count) > self.per_minute:
+        count = await self.engine.count_hit(scope, subject, int(now // 60), 120)
+        if count > self.per_minute:
             return max(1, int(60 - now % 60))
         return None

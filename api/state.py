@@ -119,7 +119,7 @@ async def build_resources(settings: Settings, jwt_auth: JWTAuth[Principal, Token
             settings.bcrypt_rounds, settings.bcrypt_threads, settings.bcrypt_max_queue
         ),
         jwt_auth=jwt_auth,
-        limiter=RateLimiter(redis, settings.rate_limit_per_minute),
+        limiter=RateLimiter(engine, settings.rate_limit_per_minute),
         embedded_redis=server,
     )
     await rearm_from_store(engine, store)

@@ -192,6 +192,15 @@ class Engine:
             approximate=True,
         )
 
+    # -- rate limits -------------------------------------------------------------------
+
+    async def count_hit(self, scope: str, subject: str, window: int, ttl_s: int = 120) -> int:
+        """Count one request of ``subject`` in fixed window ``window`` of ``scope``; the
+        count so far. Batched with concurrent script calls: a limited endpoint such as
+        the hold adds no round trip of its own (redis-py's INCR + EXPIRE pipeline cost
+        ~50-190 us of worker CPU per hold)."""
+        return int(await self._run("count_hit", [keys.rate_limit(scope, subject, window)], [ttl_s]))
+
     # -- orders ------------------------------------------------------------------------
 
     async def hold(

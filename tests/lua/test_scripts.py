@@ -450,3 +450,16 @@ async def test_event_lock_is_exclusive_and_released_only_by_its_holder(
     with pytest.raises(EventBusy):
         async with engine.event_lock("e1", wait_s=0.1):
             pass
+
+
+async def test_count_hit_counts_a_window_that_expires_on_its_own(
+    engine: Engine, redis: Redis
+) -> None:
+    counts = await asyncio.gather(*(engine.count_hit("login", "1.2.3.4", 4242) for _ in range(5)))
+    assert sorted(counts) == [1, 2, 3, 4, 5]
+    key = keys.rate_limit("login", "1.2.3.4", 4242)
+    assert await redis.get(key) == b"5"
+    assert 0 < await redis.ttl(key) <= 120
+    assert await engine.count_hit("login", "1.2.3.4", 4243, ttl_s=7) == 1  # a new window
+    assert 0 < await redis.ttl(keys.rate_limit("login", "1.2.3.4", 4243)) <= 7
+    assert await engine.count_hit("login", "5.6.7.8", 4242) == 1  # per subject
