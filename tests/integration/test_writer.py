@@ -535,7 +535,11 @@ async def test_lag_counts_unacknowledged_entries_and_their_age(
     assert lag.oldest_age_ms >= 30
     assert lag.capped is False
     capped = await measure_lag(redis, ["ev1"], count_cap=10)
-    assert capped.capped is True and capped.undelivered == 10
+    if "lag" in (await redis.xinfo_groups(log1))[0]:
+        # Redis >= 7 keeps the exact count per group: no cap is needed.
+        assert capped.capped is False and capped.undelivered == 35
+    else:
+        assert capped.capped is True and capped.undelivered == 10
 
     writer = make_writer(min_idle_ms=0)
     await writer.run_until_idle()
