@@ -243,6 +243,10 @@ class LocalCluster:
                     str(self.node_timeout_ms),
                     "--cluster-replica-validity-factor",
                     "0",
+                    # Redis 7 syncs replicas diskless after a 5 s delay by default: a
+                    # replica promoted within that window had no data at all.
+                    "--repl-diskless-sync-delay",
+                    "0",
                 ],
             )
             node.start()
@@ -261,7 +265,25 @@ class LocalCluster:
             self.stop()
             raise RedisServerError(f"redis-cli --cluster create failed: {out.stdout}{out.stderr}")
         self.wait_ok(timeout)
+        self.wait_replicas_synced(timeout)
         return self
+
+    def wait_replicas_synced(self, timeout: float = 60.0) -> None:
+        """Until every live replica has finished its initial sync with its primary."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            infos = [
+                self.cli(n, "info", "replication")
+                for n in self.nodes
+                if n.process is not None and n.process.poll() is None
+            ]
+            replicas = [i for i in infos if "role:slave" in i]
+            if len(replicas) >= self.primaries * self.replicas and all(
+                "master_link_status:up" in i and "master_sync_in_progress:0" in i for i in replicas
+            ):
+                return
+            time.sleep(0.2)
+        raise RedisServerError("the local cluster's replicas did not finish their first sync")
 
     def cli(self, node: RedisServer, *args: str) -> str:
         return subprocess.run(
