@@ -67,6 +67,9 @@ def load_sources(lua_dir: Path = LUA_DIR) -> dict[str, Script]:
 
 _SOURCES = load_sources()
 
+# One queued script call: the script, its EVALSHA arguments, the caller's future.
+Call = tuple[Script, tuple[Any, ...], "asyncio.Future[Any]"]
+
 
 async def _read_replies(conn: Any, count: int) -> list[Any]:
     """``count`` replies parsed in bulk by one hiredis Reader fed from the connection's
@@ -114,7 +117,7 @@ class Scripts:
         self.batch_size = batch_size
         self.max_in_flight = max_in_flight
         self.eager_at = eager_at
-        self._pending: list[tuple[Script, tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._pending: list[Call] = []
         self._flush_scheduled = False
         self._in_flight = 0
         # Connections kept out of the pool between batches (standalone Redis), at most
@@ -188,9 +191,7 @@ class Scripts:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _finish_eager(
-        self, conn: Any, batch: list[tuple[Script, tuple[Any, ...], asyncio.Future[Any]]]
-    ) -> None:
+    async def _finish_eager(self, conn: Any, batch: list[Call]) -> None:
         try:
             try:
                 results = await _read_replies(conn, len(batch))
@@ -204,15 +205,20 @@ class Scripts:
                 await self._discard(conn)
                 _fail(batch, e)
                 return
-            if len(self._idle) < self.max_in_flight:
-                self._idle.append(conn)
-            else:
-                await self.redis.connection_pool.release(conn)
+            await self._keep(conn)
             await self._deliver(batch, results)
         finally:
             self._in_flight -= 1
             if self._pending:
                 self._schedule(asyncio.get_running_loop())
+
+    async def _keep(self, conn: Any) -> None:
+        """A connection whose batch is done: kept at hand for the next (eager) batch, up
+        to max_in_flight of them, else back to the pool."""
+        if len(self._idle) < self.max_in_flight:
+            self._idle.append(conn)
+        else:
+            await self.redis.connection_pool.release(conn)
 
     async def _drop_idle(self) -> None:
         """A connection failed: the ones kept at hand most likely died with it (a Redis
@@ -264,11 +270,10 @@ class Scripts:
             for cmd in commands:
                 pipe.execute_command("EVALSHA", *cmd)
             return list(await pipe.execute(raise_on_error=False))
-        pool = self.redis.connection_pool
         if self._idle:
             conn = self._idle.pop()
         else:
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            conn = await self.redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             payload = b"".join(hiredis.pack_command(("EVALSHA", *cmd)) for cmd in commands)
             await conn.send_packed_command(payload, check_health=False)
@@ -278,15 +283,10 @@ class Scripts:
             if isinstance(e, (RedisConnectionError, RedisTimeoutError, OSError)):
                 await self._drop_idle()
             raise
-        if len(self._idle) < self.max_in_flight:
-            self._idle.append(conn)  # kept at hand for the next (eager) batch
-        else:
-            await pool.release(conn)
+        await self._keep(conn)
         return replies
 
-    async def _run_batch(
-        self, batch: list[tuple[Script, tuple[Any, ...], asyncio.Future[Any]]]
-    ) -> None:
+    async def _run_batch(self, batch: list[Call]) -> None:
         commands = [cmd for _, cmd, _ in batch]
         try:
             try:
@@ -302,11 +302,11 @@ class Scripts:
 
     async def _deliver(
         self,
-        batch: list[tuple[Script, tuple[Any, ...], asyncio.Future[Any]]],
+        batch: list[Call],
         results: list[Any],
     ) -> None:
         """Each reply to its caller; NOSCRIPT calls are loaded and run again."""
-        retry: list[tuple[Script, tuple[Any, ...], asyncio.Future[Any]]] = []
+        retry: list[Call] = []
         for item, result in zip(batch, results, strict=True):
             fut = item[2]
             if isinstance(result, BaseException):
@@ -326,9 +326,7 @@ class Scripts:
             await self._run_batch(retry)
 
 
-def _fail(
-    batch: list[tuple[Script, tuple[Any, ...], asyncio.Future[Any]]], exc: BaseException
-) -> None:
+def _fail(batch: list[Call], exc: BaseException) -> None:
     for _, _, fut in batch:
         if not fut.done():
             fut.set_exception(exc)
