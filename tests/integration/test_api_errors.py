@@ -12,7 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import ApiServer, create_event, register
+from tests.integration.conftest import (
+    ApiServer,
+    bearer,
+    create_event,
+    problem_fields,
+    register,
+)
 
 PROBLEM = "application/problem+json"
 HELMET = {
@@ -46,14 +52,6 @@ def _security_headers(r: httpx.Response) -> None:
     assert "object-src 'none'" in csp, csp
 
 
-def _fields(body: dict[str, Any]) -> list[str]:
-    return [e["field"] for e in body.get("errors", [])]
-
-
-def _auth(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
 def _raw(
     api: ApiServer,
     method: str,
@@ -62,14 +60,14 @@ def _raw(
     token: str | None = None,
     content_type: str = "application/json",
 ) -> httpx.Response:
-    headers = {"Content-Type": content_type, **_auth(token)}
+    headers = {"Content-Type": content_type, **bearer(token)}
     return httpx.request(method, f"{api.url}{path}", content=content, headers=headers, timeout=30)
 
 
 def _json(
     api: ApiServer, method: str, path: str, body: Any, token: str | None = None
 ) -> httpx.Response:
-    return httpx.request(method, f"{api.url}{path}", json=body, headers=_auth(token), timeout=30)
+    return httpx.request(method, f"{api.url}{path}", json=body, headers=bearer(token), timeout=30)
 
 
 def _stock(api: ApiServer, event_id: str) -> dict[str, int]:
@@ -160,7 +158,7 @@ def test_chunked_body_over_64_kib_is_413(api: ApiServer) -> None:
 def test_body_just_under_the_limit_is_validated_not_refused(api: ApiServer) -> None:
     body = {"nombre": "n" * (60 * 1024), "email": _email(), "password": "Secret123"}
     problem = _problem(_json(api, "POST", "/api/auth/register", body), 422)
-    assert "nombre" in _fields(problem)
+    assert "nombre" in problem_fields(problem)
 
 
 # -- unknown fields and wrong types ------------------------------------------------------
@@ -190,7 +188,7 @@ def test_unknown_fields_are_422(
 ) -> None:
     token = api.tokens[role] if role else None
     problem = _problem(_json(api, "POST", path, body, token), 422)
-    assert "unknown" in str(problem).lower() or set(body) & set(_fields(problem)), problem
+    assert "unknown" in str(problem).lower() or set(body) & set(problem_fields(problem)), problem
 
 
 def test_unknown_field_on_event_create_is_named(api: ApiServer) -> None:
@@ -203,7 +201,7 @@ def test_unknown_field_on_event_create_is_named(api: ApiServer) -> None:
         "organizadorId": "me",
     }
     problem = _problem(_json(api, "POST", "/api/events", body, api.tokens["ORGANIZADOR"]), 422)
-    assert "organizadorId" in _fields(problem), problem
+    assert "organizadorId" in problem_fields(problem), problem
 
 
 @pytest.mark.parametrize(
@@ -238,7 +236,7 @@ def test_wrong_types_on_event_create_are_422(api: ApiServer, field: str, value: 
     }
     body[field] = value
     problem = _problem(_json(api, "POST", "/api/events", body, api.tokens["ORGANIZADOR"]), 422)
-    assert field in _fields(problem), problem
+    assert field in problem_fields(problem), problem
 
 
 def test_boolean_given_as_string_does_not_close_the_sale(api: ApiServer, buyer: str) -> None:
@@ -247,7 +245,7 @@ def test_boolean_given_as_string_does_not_close_the_sale(api: ApiServer, buyer: 
     problem = _problem(
         _json(api, "PUT", f"/api/events/{event['id']}", {"enVenta": "false"}, org), 422
     )
-    assert "enVenta" in _fields(problem)
+    assert "enVenta" in problem_fields(problem)
     got = httpx.get(f"{api.url}/api/events/{event['id']}", timeout=30).json()
     assert got["enVenta"] is True
 
@@ -290,7 +288,7 @@ def test_extreme_event_dates_never_break_the_api(
     statuses = (r.status_code, listed.status_code, found.status_code)
     assert statuses in ((201, 200, 200), (422, 200, 200)), (statuses, r.text, listed.text)
     if r.status_code == 422:
-        assert "fecha" in _fields(r.json())
+        assert "fecha" in problem_fields(r.json())
     else:
         created = r.json()["fecha"]
         assert created[:5] in ("0001-", "9999-"), created
@@ -318,7 +316,7 @@ def test_wrong_method_is_405_problem(api: ApiServer) -> None:
 
 def test_unknown_ids_are_404_problem(api: ApiServer, buyer: str) -> None:
     _problem(httpx.get(f"{api.url}/api/events/ffffffffffffffffffffffff", timeout=30), 404)
-    _problem(httpx.get(f"{api.url}/api/orders/aaaa.bbbb", headers=_auth(buyer), timeout=30), 404)
+    _problem(httpx.get(f"{api.url}/api/orders/aaaa.bbbb", headers=bearer(buyer), timeout=30), 404)
 
 
 # -- security headers --------------------------------------------------------------------
@@ -335,7 +333,7 @@ def test_security_headers_on_success(api: ApiServer, path: str) -> None:
 
 def test_security_headers_on_401_403_and_422(api: ApiServer, buyer: str) -> None:
     _problem(httpx.get(f"{api.url}/api/auth/profile", timeout=30), 401)
-    _problem(httpx.get(f"{api.url}/api/admin/stats", headers=_auth(buyer), timeout=30), 403)
+    _problem(httpx.get(f"{api.url}/api/admin/stats", headers=bearer(buyer), timeout=30), 403)
     _problem(_json(api, "POST", "/api/auth/register", {"nombre": "x"}), 422)
 
 
@@ -349,8 +347,8 @@ def test_no_server_internals_leak_in_errors(api: ApiServer, buyer: str) -> None:
             {"eventoId": "zz", "tickets": [{"categoriaId": "c", "cantidad": 1}]},
             buyer,
         ),
-        httpx.get(f"{api.url}/api/orders/not-an-order", headers=_auth(buyer), timeout=30),
-        httpx.get(f"{api.url}/api/auth/profile", headers=_auth("x.y.z"), timeout=30),
+        httpx.get(f"{api.url}/api/orders/not-an-order", headers=bearer(buyer), timeout=30),
+        httpx.get(f"{api.url}/api/auth/profile", headers=bearer("x.y.z"), timeout=30),
     ]
     for r in responses:
         assert 400 <= r.status_code < 500, (r.status_code, r.text)
