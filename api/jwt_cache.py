@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from functools import cached_property
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -47,12 +48,17 @@ async def user_exists(store: Any, user_id: str) -> bool:
 
 
 class CachingJWTAuthenticationMiddleware(JWTAuthenticationMiddleware):
+    @cached_property
+    def _auth_header_name(self) -> bytes:
+        """The header's name as ASGI servers send it (lower-case bytes), built once."""
+        return self.auth_header.lower().encode("latin-1")
+
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
         """The token from the raw ASGI header list: ``connection.headers`` builds a
         Headers object of every header for the one lookup (a few percent of a hold)."""
-        name = self.auth_header.lower().encode("latin-1")
+        name = self._auth_header_name
         for key, value in connection.scope["headers"]:
             if key == name:
                 token = value.decode("latin-1").partition(" ")[-1]
