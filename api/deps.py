@@ -16,7 +16,9 @@ LimitParam = Parameter(query="limit", ge=1, le=100, default=20)
 
 
 def resources(request: Request[Any, Any, Any]) -> Resources:
-    res: Resources = request.app.state.onsale
+    # Item access: State's attribute lookup (``state.onsale``) costs ~2 us, and a hold
+    # reaches the resources several times.
+    res: Resources = request.app.state["onsale"]
     return res
 
 

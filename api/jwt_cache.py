@@ -83,7 +83,7 @@ class CachingJWTAuthenticationMiddleware(JWTAuthenticationMiddleware):
             _cache[key] = (result.auth.exp.timestamp(), result)
             if len(_cache) > MAX_ENTRIES:
                 _cache.popitem(last=False)
-        if not await user_exists(connection.app.state.onsale.store, result.user.id):
+        if not await user_exists(connection.app.state["onsale"].store, result.user.id):
             _cache.pop(key, None)
             raise NotAuthorizedException("the account no longer exists")
         return result

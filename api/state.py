@@ -1,6 +1,7 @@
 """Everything one API process holds: clients, engine, store, background tasks.
 
-Built in the app's lifespan, reachable from handlers as ``request.app.state.onsale``.
+Built in the app's lifespan, reachable from handlers as ``request.app.state["onsale"]``
+(``api.deps.resources``).
 """
 
 from __future__ import annotations

@@ -534,5 +534,5 @@ async def serve_socket(hub: Hub, socket: WebSocket[Any, Any, Any]) -> None:
 
 @websocket("/ws", exclude_from_auth=True)
 async def ws_endpoint(socket: WebSocket[Any, Any, Any]) -> None:
-    hub: Hub = socket.app.state.onsale.hub
+    hub: Hub = socket.app.state["onsale"].hub
     await serve_socket(hub, socket)

@@ -6,19 +6,21 @@ import asyncio
 import re
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post, put
+from litestar import Controller, Request, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from api.deps import LimitParam, PageParam, caller, rate_limit, resources
 from api.errors import ApiError
-from api.present import order_out
+from api.present import EncodedJSON, order_out
 from api.schemas import ConfirmIn, OrderId, OrderIn, OrderOut, OrderPage, pagination
 from api.state import Resources
 from engine.models import Order
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 MAX_MERGED = 2000
+_REPLAYED = ((b"idempotent-replayed", b"true"),)
 
 
 def _newest_first(orders: list[Order]) -> list[Order]:
@@ -37,7 +39,17 @@ class OrderController(Controller):
     path = "/api/orders"
     tags = ["orders"]
 
-    @post("/", status_code=HTTP_201_CREATED)
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        responses={
+            HTTP_201_CREATED: ResponseSpec(
+                OrderOut,
+                description="The order, HELD until `expiraEn`; with `Idempotent-Replayed: true`, "
+                "the order an earlier request with the same Idempotency-Key created.",
+            )
+        },
+    )
     async def create_order(
         self,
         request: Request[Any, Any, Any],
@@ -45,7 +57,7 @@ class OrderController(Controller):
         idempotency_key: Annotated[
             str | None, Parameter(header="Idempotency-Key", required=False)
         ] = None,
-    ) -> Response[OrderOut]:
+    ) -> EncodedJSON:
         res = resources(request)
         who = caller(request)
         if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
@@ -62,8 +74,11 @@ class OrderController(Controller):
             idempotency_key=idempotency_key,
             remember=True,
         )
-        headers = {} if result.created else {"Idempotent-Replayed": "true"}
-        return Response(order_out(result.order), status_code=HTTP_201_CREATED, headers=headers)
+        return EncodedJSON(
+            order_out(result.order),
+            HTTP_201_CREATED,
+            () if result.created else _REPLAYED,
+        )
 
     @get("/my-orders")
     async def my_orders(

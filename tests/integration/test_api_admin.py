@@ -372,3 +372,7 @@ def test_schema_serves_a_ui_and_the_openapi_document(api: ApiServer) -> None:
     ):
         assert path in paths, path
     assert "BearerToken" in doc["components"]["securitySchemes"]
+    # The hold sends a pre-encoded body; its schema still names the order it returns.
+    created = doc["paths"]["/api/orders"]["post"]["responses"]["201"]
+    schema = created["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/OrderOut"}

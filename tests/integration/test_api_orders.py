@@ -100,6 +100,8 @@ def test_create_order_is_201_reserved_with_ten_minute_hold(
     r = _order(api, token, event["id"], [(vip, 2), (gen, 3)])
     assert r.status_code == 201, r.text
     assert "Idempotent-Replayed" not in r.headers
+    assert r.headers["content-type"] == "application/json"
+    assert int(r.headers["content-length"]) == len(r.content)
     order = r.json()
     assert order["estado"] == "RESERVED"
     assert order["eventoId"] == event["id"]
