@@ -1,12 +1,15 @@
 """WebSocket fan-out: N subscribers on one event while holds run at a steady rate.
 
-The server (one worker) and Redis run on core 0; the subscribers and the hold generator on
-core 1. The subscribers are one Node process (``loadtest/wsclient/fanout.mjs``, the ``ws``
-package; ``npm ci`` runs when its node_modules is missing) or, with ``--client python`` or
-without node, this process with the ``websockets`` library, which saturates its core long
-before that (300 subscribers at 100 updates/s). The holds come from their own process,
-paced open-loop (requests start on schedule, up to ``--hold-connections`` in flight, on
-connections opened beforehand): a raw keep-alive HTTP/1.1 sender by default, or httpx
+The server (one worker) runs alone on core 0; the subscribers, the hold generator and Redis
+on core 1 (``--redis-core 0`` puts Redis beside the server instead). Redis is its own
+service (its own machine in production), as in ``bench_http``: on core 0 it preempted the
+worker for every script it ran, and the worker's fan-out waited. The subscribers are one
+Node process (``loadtest/wsclient/fanout.mjs``, the ``ws`` package; ``npm ci`` runs when
+its node_modules is missing) or, with ``--client python`` or without node, this process
+with the ``websockets`` library, which saturates its core long before that (300
+subscribers at 100 updates/s). The holds come from their own process, paced open-loop
+(requests start on schedule, up to ``--hold-connections`` in flight, on connections
+opened beforehand): a raw keep-alive HTTP/1.1 sender by default, or httpx
 (``--hold-sender httpx``), which tops out near 300/s on a whole core. The server's stacks
 over the window can be sampled with ``--py-spy FILE`` (py-spy installed by hand).
 
@@ -543,6 +546,8 @@ async def run(
             str(server_pid),
             "--duration",
             str(max(1, int(args.seconds))),
+            "--rate",
+            "400",
             "--format",
             "raw",
             "--output",
@@ -620,6 +625,13 @@ def main() -> int:
         help="hold client: raw keep-alive HTTP/1.1 (default) or httpx (~300/s at most)",
     )
     parser.add_argument(
+        "--redis-core",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="the core Redis is pinned to (default 1, beside the load generators)",
+    )
+    parser.add_argument(
         "--py-spy",
         metavar="FILE",
         help="profile the server over the window with py-spy (collapsed stacks to FILE)",
@@ -646,7 +658,7 @@ def main() -> int:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        pinned = pin_pid(redis.process.pid, 0) and pin_pid(os.getpid(), 1)
+        pinned = pin_pid(redis.process.pid, args.redis_core) and pin_pid(os.getpid(), 1)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_ready(base)
