@@ -99,7 +99,11 @@ def raw_ceiling(
     return float(m.group(1)) if m else requests / elapsed
 
 
-async def engine_rate(url: str, seconds: float, concurrency: int) -> tuple[float, list[float]]:
+async def engine_rate(
+    url: str, seconds: float, concurrency: int
+) -> tuple[float, list[float], float]:
+    """Holds/s, each hold's latency, and this process's CPU per hold (the engine's client
+    cost: packing, parsing, futures and wake-ups, the socket I/O's system time)."""
     redis = Redis.from_url(url, max_connections=64)
     engine = Engine(redis, EngineConfig(hold_ttl_ms=HOLD_TTL_MS, feed_maxlen=10_000))
     count = 0
@@ -116,11 +120,11 @@ async def engine_rate(url: str, seconds: float, concurrency: int) -> tuple[float
             n += 1
         count += n
 
-    started = time.perf_counter()
+    started, cpu0 = time.perf_counter(), time.process_time()
     await asyncio.gather(*(buyer(i) for i in range(concurrency)))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu0
     await redis.aclose()
-    return count / elapsed, latencies
+    return count / elapsed, latencies, cpu / max(1, count) * 1e6
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
@@ -159,13 +163,14 @@ def main() -> int:
             return sha
 
         sha = asyncio.run(prepare())
-        raws_unpiped, raws, engines, p50s, p99s = [], [], [], [], []
+        raws_unpiped, raws, engines, p50s, p99s, cpus = [], [], [], [], [], []
         for r in range(args.rounds):
             raws_unpiped.append(raw_ceiling(server, sha, args.seconds, args.clients, 1))
             raws.append(raw_ceiling(server, sha, args.seconds, args.clients, args.pipeline))
-            rate, lat = run_loop(engine_rate(server.url, args.seconds, args.concurrency))
+            rate, lat, cpu = run_loop(engine_rate(server.url, args.seconds, args.concurrency))
             lat.sort()
             engines.append(rate)
+            cpus.append(cpu)
             p50s.append(lat[len(lat) // 2] * 1000)
             p99s.append(lat[int(len(lat) * 0.99)] * 1000)
             print(
@@ -196,6 +201,7 @@ def main() -> int:
         "ratio_vs_unpipelined": summary(ratios_p1),
         "engine_p50_ms": summary(p50s),
         "engine_p99_ms": summary(p99s),
+        "engine_cpu_us_per_hold": summary(cpus),
         "audit_clean": clean,
     }
     path = write_result("engine", result)
@@ -209,6 +215,7 @@ def main() -> int:
         "ratio_vs_unpipelined",
         "engine_p50_ms",
         "engine_p99_ms",
+        "engine_cpu_us_per_hold",
     ):
         s = result[name]
         print(f"{name:<34}{s['median']:>12,.2f}{s['min']:>12,.2f}{s['max']:>12,.2f}")
