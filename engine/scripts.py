@@ -11,8 +11,11 @@ round trips: each script still runs atomically on its own, only the network is s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
+from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,43 +70,41 @@ def load_sources(lua_dir: Path = LUA_DIR) -> dict[str, Script]:
 
 _SOURCES = load_sources()
 
-# One queued script call: the script, its EVALSHA arguments, the caller's future.
-Call = tuple[Script, tuple[Any, ...], "asyncio.Future[Any]"]
-
-
-async def _read_replies(conn: Any, count: int) -> list[Any]:
-    """``count`` replies parsed in bulk by one hiredis Reader fed from the connection's
-    stream: redis-py's per-reply path (timeout context, health checks) cost more than the
-    parsing (10.7k -> 13.5k holds/s from one process). The connection was handed to us
-    idle and carries only these replies, so nothing is left behind for its next user.
-    Error replies become ResponseError objects."""
-    stream = getattr(conn, "_reader", None)
-    if stream is None:  # not the asyncio stream connection this relies on
-        results: list[Any] = []
-        for _ in range(count):
-            try:
-                results.append(await conn.read_response())
-            except ResponseError as e:
-                results.append(e)
-        return results
-    reader = hiredis.Reader(replyError=ResponseError)
-    results = []
-    while len(results) < count:
-        reply = reader.gets()
-        if reply is False:
-            data = await stream.read(65536)
-            if not data:
-                raise RedisConnectionError("connection closed while reading replies")
-            reader.feed(data)
-            continue
-        results.append(reply)
-    return results
+# One queued script call: the script, its EVALSHA arguments, the caller's future, and
+# whether it was already sent again after a lost connection.
+Call = tuple[Script, tuple[Any, ...], "asyncio.Future[Any]", bool]
 
 
 def _is_noscript(exc: BaseException) -> bool:
     return isinstance(exc, NoScriptError) or (
         isinstance(exc, ResponseError) and str(exc).startswith("NOSCRIPT")
     )
+
+
+class _Pipe:
+    """A connection taken out of the pool for batched script calls (standalone Redis).
+
+    A batch is written the moment it is formed, without awaiting anything; the one reader
+    task of the connection parses replies in bulk with hiredis and hands each to its
+    caller, in order. Per round trip that costs a write and a wake-up of the reader: the
+    pooled-connection path spent ~120 us of CPU per round trip on tasks, redis-py's write
+    timeout (``asyncio.wait_for``, a task per write) and stream reads, which decided the
+    cost of a hold whenever holds arrive a few at a time."""
+
+    __slots__ = ("calls", "conn", "done", "reader", "sizes", "stream", "writer")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.writer: asyncio.StreamWriter = conn._writer
+        self.stream: asyncio.StreamReader = conn._reader
+        self.calls: deque[Call] = deque()  # written, reply not read yet, oldest first
+        self.sizes: deque[int] = deque()  # the sizes of the batches in flight
+        self.done = 0  # replies read of the oldest batch in flight
+        self.reader: asyncio.Task[None] | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.reader is not None and not self.reader.done() and not self.writer.is_closing()
 
 
 class Scripts:
@@ -115,14 +116,15 @@ class Scripts:
         self.redis = redis
         self.by_name = _SOURCES
         self.batch_size = batch_size
+        # Batches written and not yet answered. Two let Redis run one while this process
+        # parses the replies of the other (one at a time left both half idle).
         self.max_in_flight = max_in_flight
         self.eager_at = eager_at
         self._pending: list[Call] = []
-        self._flush_scheduled = False
-        self._in_flight = 0
-        # Connections kept out of the pool between batches (standalone Redis), at most
-        # max_in_flight: an eager send needs one at hand without awaiting the pool.
-        self._idle: list[Any] = []
+        self._write_scheduled = False
+        self._pipe: _Pipe | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._cluster_in_flight = 0  # Redis Cluster: redis-py pipelines out
         self._tasks: set[asyncio.Future[Any]] = set()  # referenced until done
 
     async def load(self) -> None:
@@ -152,181 +154,187 @@ class Scripts:
         return await self.redis.execute_command("EVALSHA", *cmd)  # type: ignore[no-untyped-call]
 
     def batched(self, name: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
-        """Queue a script call to share a pipelined round trip with concurrent ones."""
+        """Queue a script call to share a pipelined round trip with concurrent ones.
+
+        The batch leaves on the next loop turn (after the callers already woken have
+        queued their calls too), or at once when ``eager_at`` calls are queued: without
+        that, a burst of requests parsed in one turn sent its holds only after the whole
+        burst, and the worker then waited for Redis with nothing to do (at 64 connections
+        it sat idle ~17 % of the time under wrk). With ``max_in_flight`` batches out, the
+        next leaves when one is answered."""
         script = self.by_name[name]
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((script, self._args(script, keys, args), fut))
-        if len(self._pending) >= self.eager_at and self._idle:
-            self._send_now()
-        self._schedule(loop)
+        self._pending.append((script, self._args(script, keys, args), fut, False))
+        if len(self._pending) >= self.eager_at:
+            self._write()
+        elif not self._write_scheduled:
+            self._write_scheduled = True
+            loop.call_soon(self._scheduled_write)
         return fut
 
-    def _send_now(self) -> None:
-        """Write what is pending at once, inside the caller's turn, on a connection kept
-        at hand. Without this the batch left only after every request of an event-loop
-        turn had been parsed, and the worker then waited for Redis with nothing to do (a
-        convoy: at 64 connections it sat idle ~17 % of the time under wrk). Now Redis runs
-        the first holds while the worker parses the rest."""
-        if self._in_flight >= self.max_in_flight:
+    def _scheduled_write(self) -> None:
+        self._write_scheduled = False
+        self._write()
+
+    def _write(self) -> None:
+        """Send what is pending, as far as ``max_in_flight`` allows; never awaits."""
+        if not self._pending:
             return
-        conn = self._idle.pop()
-        writer = getattr(conn, "_writer", None)
-        if writer is None or writer.is_closing() or getattr(conn, "_reader", None) is None:
-            self._spawn(self._discard(conn))
+        if not isinstance(self.redis, Redis):
+            if self._cluster_in_flight < self.max_in_flight:
+                self._cluster_in_flight += 1
+                self._spawn(self._run_cluster_batch(self._take()))
             return
+        pipe = self._pipe
+        if pipe is None or not pipe.usable:
+            if self._connecting is None:
+                self._connecting = self._spawn(self._open_pipe())
+            return
+        while self._pending and len(pipe.sizes) < self.max_in_flight:
+            batch = self._take()
+            pipe.writer.write(
+                b"".join(hiredis.pack_command(("EVALSHA", *cmd)) for _, cmd, _, _ in batch)
+            )
+            pipe.calls.extend(batch)
+            pipe.sizes.append(len(batch))
+
+    def _take(self) -> list[Call]:
         batch = self._pending[: self.batch_size]
         del self._pending[: self.batch_size]
-        try:
-            writer.write(b"".join(hiredis.pack_command(("EVALSHA", *cmd)) for _, cmd, _ in batch))
-        except Exception:  # a transport closed under us: the scheduled flush sends it
-            self._pending[:0] = batch
-            self._spawn(self._discard(conn))
-            return
-        self._in_flight += 1
-        self._spawn(self._finish_eager(conn, batch))
+        return batch
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def _finish_eager(self, conn: Any, batch: list[Call]) -> None:
+    async def _open_pipe(self) -> None:
+        """Take a connection from the pool (connected, authenticated) for batched calls;
+        when Redis cannot be reached, every pending call fails with that error."""
         try:
-            try:
-                results = await _read_replies(conn, len(batch))
-            except (RedisConnectionError, RedisTimeoutError, OSError):
-                # As in _run_batch: once more on a fresh connection (idempotent scripts).
-                await self._discard(conn)
-                await self._drop_idle()
-                await self._run_batch(batch)
-                return
-            except BaseException as e:
-                await self._discard(conn)
-                _fail(batch, e)
-                return
-            await self._keep(conn)
-            await self._deliver(batch, results)
-        finally:
-            self._in_flight -= 1
-            if self._pending:
-                self._schedule(asyncio.get_running_loop())
-
-    async def _keep(self, conn: Any) -> None:
-        """A connection whose batch is done: kept at hand for the next (eager) batch, up
-        to max_in_flight of them, else back to the pool."""
-        if len(self._idle) < self.max_in_flight:
-            self._idle.append(conn)
-        else:
-            await self.redis.connection_pool.release(conn)
-
-    async def _drop_idle(self) -> None:
-        """A connection failed: the ones kept at hand most likely died with it (a Redis
-        restart), so none is reused."""
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            await self._discard(conn)
-
-    async def _discard(self, conn: Any) -> None:
-        pool = self.redis.connection_pool
-        try:
-            await conn.disconnect()
-        finally:
-            await pool.release(conn)
-
-    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Send what is pending on the next loop turn (after the callers already woken
-        have queued their calls too), unless max_in_flight batches are out already: then
-        the first to come back sends it. Two in flight let Redis run one batch while this
-        process parses the replies of the other (one at a time left both half idle)."""
-        if self._flush_scheduled or self._in_flight >= self.max_in_flight:
-            return
-        self._flush_scheduled = True
-        loop.call_soon(lambda: self._spawn(self._flush()))
-
-    async def _flush(self) -> None:
-        self._flush_scheduled = False
-        if not self._pending:
-            return
-        batch = self._pending[: self.batch_size]
-        del self._pending[: self.batch_size]
-        self._in_flight += 1
-        try:
-            # A batch of one too: hiredis packing and parsing cost less than redis-py's
-            # execute_command path even for a single call.
-            await self._run_batch(batch)
-        finally:
-            self._in_flight -= 1
-            if self._pending:
-                self._schedule(asyncio.get_running_loop())
-
-    async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """EVALSHA every command on one connection in one write; replies in order, errors
-        as exception objects. Standalone Redis: packed by hiredis in C (redis-py's asyncio
-        packer is pure Python and was most of the engine's CPU time). Cluster: redis-py's
-        pipeline, which routes by slot."""
-        if not isinstance(self.redis, Redis):
-            pipe = self.redis.pipeline(transaction=False)
-            for cmd in commands:
-                pipe.execute_command("EVALSHA", *cmd)
-            return list(await pipe.execute(raise_on_error=False))
-        if self._idle:
-            conn = self._idle.pop()
-        else:
             conn = await self.redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            payload = b"".join(hiredis.pack_command(("EVALSHA", *cmd)) for cmd in commands)
-            await conn.send_packed_command(payload, check_health=False)
-            replies = await _read_replies(conn, len(commands))
         except BaseException as e:
-            await self._discard(conn)
-            if isinstance(e, (RedisConnectionError, RedisTimeoutError, OSError)):
-                await self._drop_idle()
-            raise
-        await self._keep(conn)
-        return replies
+            self._connecting = None
+            batch, self._pending = self._pending, []
+            _fail(batch, e)
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            return
+        self._connecting = None
+        pipe = _Pipe(conn)
+        pipe.reader = self._spawn(self._read(pipe))
+        self._pipe = pipe
+        self._write()
 
-    async def _run_batch(self, batch: list[Call]) -> None:
-        commands = [cmd for _, cmd, _ in batch]
+    async def _read(self, pipe: _Pipe) -> None:
+        """Replies of one connection to their callers, until the connection is lost."""
+        parser = hiredis.Reader(replyError=ResponseError)
+        try:
+            while True:
+                data = await pipe.stream.read(65536)
+                if not data:
+                    raise RedisConnectionError("Redis closed the connection")
+                parser.feed(data)
+                noscript: list[Call] = []
+                while (reply := parser.gets()) is not False:
+                    item = pipe.calls.popleft()
+                    pipe.done += 1
+                    if pipe.done == pipe.sizes[0]:
+                        pipe.sizes.popleft()
+                        pipe.done = 0
+                    fut = item[2]
+                    if isinstance(reply, ResponseError):
+                        if _is_noscript(reply):
+                            noscript.append(item)
+                        elif not fut.done():
+                            fut.set_exception(reply)
+                    elif not fut.done():
+                        fut.set_result(reply)
+                if noscript:
+                    self._spawn(self._reload(noscript))
+                self._write()
+        except asyncio.CancelledError:  # shutting down: nothing is sent again
+            if self._pipe is pipe:
+                self._pipe = None
+            pipe.writer.close()
+            _fail(list(pipe.calls), RedisConnectionError("the engine is shutting down"))
+            raise
+        except Exception as e:  # a lost connection, or replies out of step with calls
+            self._lost(pipe, e)
+
+    def _lost(self, pipe: _Pipe, error: BaseException) -> None:
+        """The connection is gone. Calls it carried are sent once more on a fresh one
+        (safe: every script is idempotent by its request id); a call lost twice fails."""
+        if self._pipe is pipe:
+            self._pipe = None
+        self._spawn(self._release(pipe.conn))
+        again = [(s, cmd, fut, True) for s, cmd, fut, retried in pipe.calls if not retried]
+        lost = [call for call in pipe.calls if call[3]]
+        pipe.calls.clear()
+        if not isinstance(error, RedisConnectionError):
+            error = RedisConnectionError(f"lost the connection to Redis: {error!r}")
+        _fail(lost, error)
+        if again:
+            self._pending[:0] = again
+            self._write()
+
+    async def _release(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            await conn.disconnect(nowait=True)
+        await self.redis.connection_pool.release(conn)
+
+    async def _reload(self, calls: list[Call]) -> None:
+        """NOSCRIPT (a restarted Redis, SCRIPT FLUSH) means the script did not run: load
+        it and send the calls again."""
+        try:
+            for script in {c[0].name: c[0] for c in calls}.values():
+                await self.redis.script_load(script.source)
+        except BaseException as e:
+            _fail(calls, e)
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            return
+        self._pending[:0] = calls
+        self._write()
+
+    async def _run_cluster_batch(self, batch: list[Call]) -> None:
+        """Redis Cluster: redis-py's pipeline, which routes each call by its slot."""
         try:
             try:
-                results = await self._send(commands)
+                results = await self._cluster_send([cmd for _, cmd, _, _ in batch])
             except (RedisConnectionError, RedisTimeoutError, OSError):
-                # A pooled connection that died with a restarted Redis: once more on a
-                # fresh one. Safe: every script is idempotent by its request id.
-                results = await self._send(commands)
+                # Once more (a failover moved the slot): every script is idempotent.
+                results = await self._cluster_send([cmd for _, cmd, _, _ in batch])
         except BaseException as e:
+            self._cluster_in_flight -= 1
             _fail(batch, e)
+            self._write()  # calls queued meanwhile still go
             return
-        await self._deliver(batch, results)
-
-    async def _deliver(
-        self,
-        batch: list[Call],
-        results: list[Any],
-    ) -> None:
-        """Each reply to its caller; NOSCRIPT calls are loaded and run again."""
-        retry: list[Call] = []
+        self._cluster_in_flight -= 1
+        noscript: list[Call] = []
         for item, result in zip(batch, results, strict=True):
             fut = item[2]
             if isinstance(result, BaseException):
                 if _is_noscript(result):
-                    retry.append(item)
+                    noscript.append(item)
                 elif not fut.done():
                     fut.set_exception(result)
             elif not fut.done():
                 fut.set_result(result)
-        if retry:
-            for script in {s.name: s for s, _, _ in retry}.values():
-                try:
-                    await self.redis.script_load(script.source)
-                except BaseException as e:
-                    _fail(retry, e)
-                    return
-            await self._run_batch(retry)
+        if noscript:
+            await self._reload(noscript)
+        self._write()
+
+    async def _cluster_send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for cmd in commands:
+            pipe.execute_command("EVALSHA", *cmd)
+        return list(await pipe.execute(raise_on_error=False))
 
 
 def _fail(batch: list[Call], exc: BaseException) -> None:
-    for _, _, fut in batch:
+    for _, _, fut, _ in batch:
         if not fut.done():
             fut.set_exception(exc)

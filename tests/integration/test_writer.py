@@ -22,6 +22,8 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
+from api.runtime import redis_client
+from api.settings import load_settings
 from engine import keys
 from engine.core import Engine
 from engine.models import CategorySpec, Order
@@ -637,7 +639,10 @@ async def test_a_log_recreated_without_its_group_is_followed_again(
 async def test_the_writer_rides_out_a_redis_restart(
     fresh_redis_server: RedisServer, astore: AsyncStore, sqlite_store: Store
 ) -> None:
-    client = Redis.from_url(fresh_redis_server.url)
+    # Built as the API builds it: a bare redis-py 8 client skips its pool's check for dead
+    # connections, and the lag polls below then failed on one left from before the restart.
+    url = fresh_redis_server.url
+    client = redis_client(url, load_settings({"REDIS_URL": url}))
     engine = Engine(client)
     await engine.start()
     await arm(engine, "ev1")

@@ -26,7 +26,7 @@ from engine.errors import (
     SoldOut,
 )
 from engine.models import CategorySpec
-from engine.scripts import LUA_DIR
+from engine.scripts import LUA_DIR, Scripts
 
 pytestmark = pytest.mark.asyncio
 
@@ -342,38 +342,67 @@ async def test_a_full_batch_is_written_before_the_turn_ends(engine: Engine) -> N
     """Once eager_at calls are queued and a connection is at hand, they are written at
     once (in flight before the caller yields), and every caller gets its own reply."""
     await engine.arm_event("e1", CATS)
-    await engine.hold("e1", "warm", [("gen", 1)])  # leaves a connection at hand
+    await engine.hold("e1", "warm", [("gen", 1)])  # opens the connection for batches
     scripts = engine.scripts
-    assert scripts._idle and scripts._in_flight == 0
+    assert scripts._pipe is not None and not scripts._pipe.sizes
     calls = [engine.hold("e1", f"u{i}", [("gen", 1)]) for i in range(scripts.eager_at + 3)]
     tasks = [asyncio.ensure_future(c) for c in calls]
     # Each task queues its call when it first runs: let them run up to their await, in
     # one turn, and check the first eager_at were already written.
     await asyncio.sleep(0)
-    assert scripts._in_flight >= 1
+    assert scripts._pipe.sizes and scripts._pipe.sizes[0] == scripts.eager_at
     results = await asyncio.gather(*tasks)
     assert [r.order.user_id for r in results] == [f"u{i}" for i in range(len(calls))]
     assert len({r.order.id for r in results}) == len(calls)
     assert await stock_of(engine, "e1", "gen") == (100 - 1 - len(calls), 1 + len(calls), 0, 100)
 
 
-async def test_calls_survive_connections_at_hand_that_died(engine: Engine, redis: Redis) -> None:
-    """Connections kept between batches that were closed under us (a Redis restart kills
-    them all) are dropped, and the calls go through on a fresh connection, once each."""
+async def _kill_pipe(scripts: Scripts, redis: Redis) -> None:
+    pipe = scripts._pipe
+    assert pipe is not None
+    host, port = pipe.writer.get_extra_info("sockname")[:2]
+    assert await redis.client_kill_filter(_id=None, addr=f"{host}:{port}") == 1
+
+
+async def test_calls_survive_a_connection_that_died_between_batches(
+    engine: Engine, redis: Redis
+) -> None:
+    """The batch connection closed under us while idle (a Redis restart kills it): the
+    next calls go through on a fresh connection, once each."""
     await engine.arm_event("e1", CATS)
     await asyncio.gather(*(engine.hold("e1", f"w{i}", [("gen", 1)]) for i in range(20)))
     scripts = engine.scripts
-    assert scripts._idle
-    killed = 0
-    for conn in scripts._idle:
-        host, port = conn._writer.get_extra_info("sockname")[:2]
-        killed += await redis.client_kill_filter(_id=None, addr=f"{host}:{port}")
-    assert killed == len(scripts._idle) >= 1
+    first = scripts._pipe
+    await _kill_pipe(scripts, redis)
     results = await asyncio.gather(
         *(engine.hold("e1", f"u{i}", [("gen", 1)], order_id=f"e1.{i:016x}") for i in range(20))
     )
     assert all(r.created for r in results)
+    assert scripts._pipe is not None and scripts._pipe is not first
     assert await stock_of(engine, "e1", "gen") == (60, 40, 0, 100)
+
+
+async def test_calls_in_flight_on_a_lost_connection_are_sent_again_once(
+    engine: Engine,
+) -> None:
+    """The connection drops after a batch was written and before its replies came: the
+    calls are sent once more on a fresh connection (whether or not Redis ran them), and
+    their order ids keep them from holding twice."""
+    await engine.arm_event("e1", CATS)
+    await engine.hold("e1", "warm", [("gen", 1)])
+    scripts = engine.scripts
+    tasks = [
+        asyncio.ensure_future(engine.hold("e1", f"u{i}", [("gen", 1)], order_id=f"e1.{i:016x}"))
+        for i in range(scripts.eager_at)
+    ]
+    await asyncio.sleep(0)  # every task queues its call; the eager_at-th writes the batch
+    pipe = scripts._pipe
+    assert pipe is not None and len(pipe.calls) == scripts.eager_at
+    pipe.writer.transport.abort()
+    results = await asyncio.gather(*tasks)
+    assert [r.order.id for r in results] == [f"e1.{i:016x}" for i in range(len(tasks))]
+    assert scripts._pipe is not None and scripts._pipe is not pipe
+    assert await stock_of(engine, "e1", "gen") == (100 - 1 - len(tasks), 1 + len(tasks), 0, 100)
 
 
 async def test_feed_is_capped(redis: Redis) -> None:
