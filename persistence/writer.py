@@ -44,6 +44,7 @@ from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from engine import keys
 from engine.models import Order, decode_order
@@ -839,7 +840,11 @@ async def run_writer(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    redis = Redis.from_url(redis_url)
+    # As api.runtime.redis_client: redis-py 8's maintenance notifications (on by default)
+    # make the pool hand out connections that died with a restarted Redis.
+    redis = Redis.from_url(
+        redis_url, maint_notifications_config=MaintNotificationsConfig(enabled=False)
+    )
     astore = AsyncStore(store, max_workers=store_workers)
     writer = OrderWriter(redis, astore, consumer_name, **options)
     try:
