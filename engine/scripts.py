@@ -244,14 +244,7 @@ class Scripts:
                     if pipe.done == pipe.sizes[0]:
                         pipe.sizes.popleft()
                         pipe.done = 0
-                    fut = item[2]
-                    if isinstance(reply, ResponseError):
-                        if _is_noscript(reply):
-                            noscript.append(item)
-                        elif not fut.done():
-                            fut.set_exception(reply)
-                    elif not fut.done():
-                        fut.set_result(reply)
+                    _settle(item, reply, noscript)
                 if noscript:
                     self._spawn(self._reload(noscript))
                 self._write()
@@ -315,14 +308,7 @@ class Scripts:
         self._cluster_in_flight -= 1
         noscript: list[Call] = []
         for item, result in zip(batch, results, strict=True):
-            fut = item[2]
-            if isinstance(result, BaseException):
-                if _is_noscript(result):
-                    noscript.append(item)
-                elif not fut.done():
-                    fut.set_exception(result)
-            elif not fut.done():
-                fut.set_result(result)
+            _settle(item, result, noscript)
         if noscript:
             await self._reload(noscript)
         self._write()
@@ -332,6 +318,19 @@ class Scripts:
         for cmd in commands:
             pipe.execute_command("EVALSHA", *cmd)
         return list(await pipe.execute(raise_on_error=False))
+
+
+def _settle(item: Call, reply: Any, noscript: list[Call]) -> None:
+    """One reply to its caller (an error reply as its exception); a NOSCRIPT call goes to
+    ``noscript``, to be loaded and sent again."""
+    fut = item[2]
+    if isinstance(reply, BaseException):
+        if _is_noscript(reply):
+            noscript.append(item)
+        elif not fut.done():
+            fut.set_exception(reply)
+    elif not fut.done():
+        fut.set_result(reply)
 
 
 def _fail(batch: list[Call], exc: BaseException) -> None:
