@@ -25,13 +25,15 @@ import re
 from functools import lru_cache
 from typing import NamedTuple
 
+from engine.vocabulary import ID_PATTERN
+from engine.vocabulary import ID_RE as ID_RE
+
 PREFIX = "os"
 EVENTS = f"{PREFIX}:events"
 DEAD_LETTER = f"{PREFIX}:writer:dead"
 WRITER_GROUP = "writer"
 
-_ID = r"[A-Za-z0-9_-]{1,64}"
-ID_RE = re.compile(rf"^{_ID}$")
+_ID = ID_PATTERN
 _TIMER_RE = re.compile(rf"^{PREFIX}:\{{evt:({_ID})\}}:timer:({_ID}(?:\.{_ID})?)$")
 
 
