@@ -4,8 +4,9 @@ Each script is sent with EVALSHA; a NOSCRIPT reply (Redis restarted, failover, S
 FLUSH) loads it and runs it again, which is safe because NOSCRIPT means it did not run.
 ``-- @include name`` lines are replaced by ``lua/lib/name.lua`` before hashing.
 
-Concurrent calls from one process are coalesced by :class:`ScriptBatcher` into pipelined
-round trips: each script still runs atomically on its own, only the network is shared.
+Concurrent calls from one process are coalesced by :meth:`Scripts.batched` into pipelined
+round trips on one connection (:class:`_Pipe`): each script still runs atomically on its own,
+only the network is shared. Redis Cluster batches go through redis-py's cluster pipeline.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from engine import redis_seam
 
 
 def _lua_dir() -> Path:
@@ -86,17 +89,17 @@ class _Pipe:
 
     A batch is written the moment it is formed, without awaiting anything; the one reader
     task of the connection parses replies in bulk with hiredis and hands each to its
-    caller, in order. Per round trip that costs a write and a wake-up of the reader: the
-    pooled-connection path spent ~120 us of CPU per round trip on tasks, redis-py's write
+    caller, in order. Per round trip that costs a write and a wake-up of the reader:
+    redis-py's own pipeline spent ~120 us of CPU per round trip on tasks, its write
     timeout (``asyncio.wait_for``, a task per write) and stream reads, which decided the
-    cost of a hold whenever holds arrive a few at a time."""
+    cost of a hold whenever holds arrive a few at a time. The connection's streams come
+    from :mod:`engine.redis_seam`, the one module that touches redis-py's internals."""
 
     __slots__ = ("calls", "conn", "done", "reader", "sizes", "stream", "writer")
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
-        self.writer: asyncio.StreamWriter = conn._writer
-        self.stream: asyncio.StreamReader = conn._reader
+        self.stream, self.writer = redis_seam.streams(conn)
         self.calls: deque[Call] = deque()  # written, reply not read yet, oldest first
         self.sizes: deque[int] = deque()  # the sizes of the batches in flight
         self.done = 0  # replies read of the oldest batch in flight
@@ -214,7 +217,7 @@ class Scripts:
         """Take a connection from the pool (connected, authenticated) for batched calls;
         when Redis cannot be reached, every pending call fails with that error."""
         try:
-            conn = await self.redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            conn = await redis_seam.take_connection(self.redis)
         except BaseException as e:
             self._connecting = None
             batch, self._pending = self._pending, []
@@ -275,8 +278,7 @@ class Scripts:
 
     async def _release(self, conn: Any) -> None:
         with contextlib.suppress(Exception):
-            await conn.disconnect(nowait=True)
-        await self.redis.connection_pool.release(conn)
+            await redis_seam.give_back(self.redis, conn)
 
     async def _reload(self, calls: list[Call]) -> None:
         """NOSCRIPT (a restarted Redis, SCRIPT FLUSH) means the script did not run: load
