@@ -536,7 +536,7 @@
     node.dataset.cat = catId;
     if (qtyInput) node.querySelector(".cat-foot").append(qtyInput);
     let shown = "";
-    bind(catKey(eventId, catId), () => {
+    const update = () => {
       const ev = state.events.get(eventId);
       const c = ev && ev.cats.get(catId);
       if (!c) return;
@@ -564,7 +564,14 @@
           updateHoldTotal();
         }
       }
-    });
+    };
+    // A view re-binds a widget it keeps (renderEvent on sign-in): the next update re-applies
+    // everything, since what it depends on beyond the stock (the signed-in user) may differ.
+    node.rebind = () => {
+      shown = "";
+      bind(catKey(eventId, catId), update);
+    };
+    node.rebind();
     return node;
   }
 
@@ -678,10 +685,26 @@
     const ev = state.events.get(eventId);
     if (!ev) return;
     bound = new Map();
-    // Keep what the buyer typed across a re-render (sign-in, a refreshed event).
+    const catsEl = $("event-cats");
+    const catIds = [...ev.cats.keys()].join(" ");
+    if (catsEl.dataset.event === eventId && catsEl.dataset.cats === catIds) {
+      // Same event, same categories (sign-in, a refreshed event): keep the rows and their
+      // inputs and bind them again. Replacing an input under a buyer who is typing into it
+      // drops the focus and every keystroke after it (the flaky browser test of the hold
+      // form: a sign-in's second render landed between Playwright's focus and its typing).
+      for (const row of catsEl.children) row.rebind();
+    } else {
+      buildEventRows(eventId, ev, catsEl, catIds);
+    }
+    bindEventHeader(eventId);
+    updateHoldTotal();
+  }
+
+  function buildEventRows(eventId, ev, catsEl, catIds) {
+    // Keep what the buyer typed when the categories change under them.
     const typed = new Map();
-    if ($("event-cats").dataset.event === eventId) {
-      for (const input of $("event-cats").querySelectorAll("input.qty")) typed.set(input.name, input.value);
+    if (catsEl.dataset.event === eventId) {
+      for (const input of catsEl.querySelectorAll("input.qty")) typed.set(input.name, input.value);
     }
     const rows = [];
     for (const cat of ev.cats.values()) {
@@ -697,8 +720,12 @@
       qty.addEventListener("input", updateHoldTotal);
       rows.push(catWidget(eventId, cat.id, qty));
     }
-    $("event-cats").replaceChildren(...rows);
-    $("event-cats").dataset.event = eventId;
+    catsEl.replaceChildren(...rows);
+    catsEl.dataset.event = eventId;
+    catsEl.dataset.cats = catIds;
+  }
+
+  function bindEventHeader(eventId) {
     const salesLink = $("sales-link");
     salesLink.href = `#/events/${encodeURIComponent(eventId)}/sales`;
     let wasOpen = null;
@@ -721,7 +748,6 @@
       }
       wasOpen = open;
     });
-    updateHoldTotal();
   }
 
   function chosenTickets() {

@@ -220,6 +220,33 @@ def test_list_shows_stock_moving_live_and_resumes_after_reconnect(
 # -- (2) buyer flow ----------------------------------------------------------------------
 
 
+def test_a_re_render_keeps_the_input_a_buyer_is_typing_into(api: ApiServer, page: Any) -> None:
+    """Sign-in renders the event page twice (at once, then when the event is fetched). The
+    second render used to replace the quantity inputs, so a buyer typing in between lost the
+    focus and the keystrokes: the cause of a flaky hold test. A re-render of the same event
+    with the same categories now keeps the inputs, focused and with what was typed."""
+    from playwright.sync_api import expect
+
+    event = create_event(api, api.tokens["ORGANIZADOR"], [("General", 30.0, 100)], nombre="Typing")
+    general = event["categorias"][0]["id"]
+    address = email("typist")
+    register(api, address)
+    page.goto(f"{api.url}/#/events/{event['id']}")
+    login(page, address, PASSWORD)
+    expect(page.locator("#hold-btn")).to_be_enabled()
+    qty = bar(page, general).locator("input.qty")
+    qty.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("3")
+    # A re-render between two keystrokes, as a sign-in's or a feed refresh's fetch lands.
+    page.evaluate("window.dispatchEvent(new HashChangeEvent('hashchange'))")
+    expect(page.locator("#event-name")).to_have_text("Typing")
+    page.keyboard.type("1")
+    expect(qty).to_have_value("31")
+    expect(qty).to_be_focused()
+    expect(page.locator("#hold-total")).to_have_text(re.compile(r"^31 tickets"))
+
+
 def test_buyer_holds_sees_countdown_confirms_and_follows_status_live(
     api: ApiServer, page: Any
 ) -> None:
