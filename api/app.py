@@ -22,13 +22,13 @@ from api.controllers.health import HealthController
 from api.controllers.orders import OrderController
 from api.errors import EXCEPTION_HANDLERS
 from api.pages import WEB_HANDLERS
+from api.realtime.socketio import mount as mount_socketio
+from api.realtime.ws import ws_endpoint
 from api.runtime import tune_gc
 from api.security import make_jwt_auth
 from api.settings import Settings, get_settings
-from api.socketio import mount as mount_socketio
 from api.state import build_resources
 from api.validation import strict_body
-from api.ws import ws_endpoint
 
 SECURITY_HEADERS: list[tuple[str, str]] = [
     ("x-content-type-options", "nosniff"),

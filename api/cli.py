@@ -20,6 +20,15 @@ from api.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
 
+# ``onsale writer``'s tuning flags, passed to persistence.writer.build_writer when given.
+WRITER_TUNING = {
+    "batch": "entries per read and per store write (default 500)",
+    "block_ms": "how long a read waits for new entries (default 1000)",
+    "min_idle_ms": "reclaim another consumer's entries idle this long (default 30000)",
+    "reclaim_interval_ms": "how often idle entries are looked for (default 5000)",
+    "max_deliveries": "dead-letter an entry delivered more often (default 5)",
+}
+
 
 def _settings() -> Settings:
     try:
@@ -121,7 +130,7 @@ async def _seed(settings: Settings, url: str) -> None:
     from api.security import Passwords
     from api.seed import seed
     from persistence.aio import AsyncStore
-    from persistence.store import open_store
+    from persistence.factory import open_store
 
     redis = redis_client(url, settings)
     engine = make_engine(redis, settings)
@@ -145,26 +154,23 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_writer(args: argparse.Namespace) -> int:
+    """Run one order writer until SIGTERM/SIGINT (the batch in hand is finished)."""
     settings = _settings()
     _logging(settings)
-    import os
-    import socket
-
     from api.runtime import redis_client
     from persistence.aio import AsyncStore
-    from persistence.store import open_store
-    from persistence.writer import OrderWriter
+    from persistence.factory import open_store
+    from persistence.writer import build_writer
+
+    tuning = {name: value for name in WRITER_TUNING if (value := getattr(args, name)) is not None}
 
     async def run(url: str) -> None:
         stop = asyncio.Event()
         await _until_signal(stop)
         redis = redis_client(url, settings)
         store = AsyncStore(open_store(settings.mongodb_uri, settings.data_dir))
-        writer = OrderWriter(
-            redis,
-            store,
-            consumer_name=args.name or f"{socket.gethostname()}-{os.getpid()}",
-            linger_ms=settings.writer_linger_ms,
+        writer = build_writer(
+            redis, store, name=args.name, linger_ms=settings.writer_linger_ms, **tuning
         )
         try:
             await writer.run(stop)
@@ -286,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("writer", help="persist the order streams into the store")
     p.add_argument("--name", default=None, help="consumer name (default host-pid)")
+    for name, help_text in WRITER_TUNING.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=None, help=help_text)
     p.set_defaults(func=cmd_writer)
 
     p = sub.add_parser("audit", help="check available + held + sold == total everywhere")

@@ -1,4 +1,6 @@
-"""Every error leaves the API as RFC 9457 problem+json, mapped here and only here."""
+"""Every error leaves the API as RFC 9457 problem+json, mapped here and only here: the
+services' refusals (api.services.errors), the engine's, Litestar's own (validation, auth,
+routing) and backends that cannot be reached."""
 
 from __future__ import annotations
 
@@ -8,11 +10,12 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.security import PasswordsBusy
-from api.validation import field_of
+from api.services import errors as svc
+from api.validation import InvalidFields, InvalidJSON, field_of, plain_message, summary
 from engine import errors as eng
 from persistence.errors import StoreUnavailable
 
@@ -34,6 +37,22 @@ TITLES = {
     503: "Service Unavailable",
 }
 
+# The ``code`` of a problem raised without one (Litestar's own: routing, auth, limits).
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
 ENGINE_STATUS: dict[type[eng.EngineError], int] = {
     eng.InvalidRequest: 422,
     eng.EventNotFound: 404,
@@ -49,24 +68,21 @@ ENGINE_STATUS: dict[type[eng.EngineError], int] = {
     eng.CategoryInUse: 409,
     eng.OrderIdConflict: 409,
     eng.EventBusy: 409,
+    eng.IdempotencyKeyReused: 422,
+    eng.EventPast: 409,
+    eng.OrderRetired: 409,
 }
 
 
-class ApiError(HTTPException):
-    """A refusal raised by a controller, with an optional machine-readable ``code``."""
-
-    def __init__(
-        self,
-        status_code: int,
-        detail: str,
-        *,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(detail=detail, status_code=status_code, headers=headers)
-        self.code = code
-        self.more = extra
+SERVICE_STATUS: dict[type[svc.ServiceError], int] = {
+    svc.Invalid: 422,
+    svc.Unauthenticated: 401,
+    svc.Forbidden: 403,
+    svc.NotFound: 404,
+    svc.Conflict: 409,
+    svc.RateLimited: 429,
+    svc.Unavailable: 503,
+}
 
 
 def problem(
@@ -85,45 +101,60 @@ def problem(
         "instance": request.url.path,
     }
     body.update({k: v for k, v in extra.items() if v is not None})
+    body.setdefault("code", CODES.get(status, "error"))  # every problem has one
     return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def _validation_errors(exc: ValidationException) -> list[dict[str, Any]]:
+    """Litestar's own validation errors (query, path, header parameters), in plain words."""
     out = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
-            message = str(item.get("message", "invalid value"))
+            raw = str(item.get("message", "invalid value"))
             key = str(item.get("key") or "")
             if key in ("", "data"):
-                key = field_of(message)
-            if message == "'data'":
-                message = "a JSON body is required"
-            out.append(
-                {
-                    "field": key,
-                    "message": message,
-                    "source": item.get("source", "body"),
-                }
-            )
+                key = field_of(raw)
+            message = "a JSON body is required" if raw == "'data'" else plain_message(key, raw)
+            out.append({"field": key, "message": message, "source": item.get("source", "body")})
     return out
 
 
 def handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
-    errors = _validation_errors(exc)
-    fields = ", ".join(e["field"] for e in errors)
-    detail = f"invalid fields: {fields}" if fields else "the request is not valid"
-    if not errors and "JSON" in str(exc.detail):
-        detail = "the body is not valid JSON"
-    return problem(request, 422, detail, errors=errors or None)
+    errors = exc.errors if isinstance(exc, InvalidFields) else _validation_errors(exc)
+    return problem(request, 422, summary(errors), code="validation_failed", errors=errors or None)
 
 
 def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
-    extra: dict[str, Any] = {}
-    if isinstance(exc, ApiError):
-        extra = {"code": exc.code, **exc.more}
     detail = exc.detail if status < 500 else TITLES.get(status, "Error")
-    return problem(request, status, detail, headers=exc.headers, **extra)
+    if status == 401:
+        detail = _UNAUTHORIZED.get(detail, detail)
+    return problem(request, status, detail, headers=exc.headers)
+
+
+# Litestar's JWT refusals, said the way a client developer reads them.
+_UNAUTHORIZED = {
+    "No JWT token found in request header": (
+        "authentication required: send Authorization: Bearer <token>"
+    ),
+    "Invalid token": "the token is invalid or has expired: log in again",
+    "Unauthorized": "the token is invalid or has expired: log in again",
+}
+
+
+def handle_service(request: Request[Any, Any, Any], exc: svc.ServiceError) -> Response[Any]:
+    status = next((SERVICE_STATUS[t] for t in type(exc).__mro__ if t in SERVICE_STATUS), 409)
+    extra: dict[str, Any] = {"code": exc.code, **exc.extra}
+    if isinstance(exc, svc.Invalid) and exc.fields:
+        extra["errors"] = [
+            {"field": name, "message": message, "source": "body"}
+            for name, message in exc.fields.items()
+        ]
+    headers = None
+    if isinstance(exc, svc.Unavailable):
+        headers = {"Retry-After": str(exc.retry_after)}
+    detail = exc.message if status < 500 else TITLES.get(status, "Error")
+    return problem(request, status, detail, headers=headers, **extra)
 
 
 def handle_engine(request: Request[Any, Any, Any], exc: eng.EngineError) -> Response[Any]:
@@ -142,7 +173,12 @@ def handle_engine(request: Request[Any, Any, Any], exc: eng.EngineError) -> Resp
 
 
 def handle_bad_body(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """Bodies that cannot even be parsed: bad UTF-8, absurd nesting."""
+    """Bodies that cannot even be parsed: not JSON (400 per RFC 9110: 422 is for JSON
+    whose fields are invalid), bad UTF-8, absurd nesting."""
+    if isinstance(exc, InvalidJSON):
+        return problem(
+            request, 400, f"the body is not valid JSON: {exc.reason}", code="invalid_json"
+        )
     reason = "nested too deeply" if isinstance(exc, RecursionError) else "not valid UTF-8 JSON"
     return problem(request, 400, f"the body is {reason}", code="bad_body")
 
@@ -156,6 +192,25 @@ def handle_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Respo
         "a backend is unavailable; retry shortly",
         code="unavailable",
         headers={"Retry-After": "1"},
+    )
+
+
+def is_redis_full(exc: Exception) -> bool:
+    """Redis at its ``maxmemory`` refused a write (``-OOM``; Redis 6.2 wraps it in the
+    script's error). The scripts check before their first write: nothing was written."""
+    return isinstance(exc, OutOfMemoryError) or "OOM command not allowed" in str(exc)
+
+
+def handle_redis(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if not is_redis_full(exc):
+        return handle_unavailable(request, exc)
+    log.error("Redis is full (maxmemory) on %s %s: %s", request.method, request.url.path, exc)
+    return problem(
+        request,
+        503,
+        "the service is at capacity; retry shortly",
+        code="redis_full",
+        headers={"Retry-After": "5"},
     )
 
 
@@ -177,13 +232,15 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     ValidationException: handle_validation,
     HTTPException: handle_http,
+    svc.ServiceError: handle_service,
     eng.EngineError: handle_engine,
     UnicodeDecodeError: handle_bad_body,
+    InvalidJSON: handle_bad_body,
     StoreUnavailable: handle_unavailable,
     PasswordsBusy: handle_busy,
     RedisConnectionError: handle_unavailable,
     RedisTimeoutError: handle_unavailable,
-    RedisError: handle_unavailable,
+    RedisError: handle_redis,
     RecursionError: handle_bad_body,
     Exception: handle_unexpected,
 }

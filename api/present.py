@@ -1,14 +1,32 @@
-"""Turning engine and store records into the wire shapes of api/schemas.py."""
+"""Turning engine and store records, and the services' results, into the wire shapes of
+api/schemas.py; and the pre-encoded JSON response of the hot path."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
 from litestar.response.base import ASGIResponse
 from litestar.types import Receive, Scope, Send
 
-from api.schemas import CategoryOut, EventOut, OrderOut, TicketOut, UserOut
+from api.schemas import (
+    AuthOut,
+    CategoryOut,
+    CategorySalesOut,
+    EventOut,
+    EventPage,
+    EventSalesOut,
+    OrderOut,
+    OrderPage,
+    Stats,
+    TicketOut,
+    UserOut,
+    pagination,
+)
+from api.services.admin import EventSales, Overview
+from api.services.auth import Session
+from api.services.events import LiveCategory, LiveEvent
 from engine.models import EventStock, Order, iso
 from persistence.store import Event, User
 
@@ -110,7 +128,72 @@ def event_out(event: Event, stock: EventStock | None) -> EventOut:
         organizadorId=event.organizer_id,
         categorias=categories,
         disponible=sum(c.disponible for c in categories),
-        enVenta=(stock.state == "open") if stock else event.state == "open",
+        # Past events are off sale whatever their state (holds are refused: event_past).
+        enVenta=event.date > time.time() * 1000
+        and ((stock.state == "open") if stock else event.state == "open"),
         creadoEn=iso(event.created_at),
         actualizadoEn=iso(event.updated_at),
+    )
+
+
+def event_page(events: list[LiveEvent], page: int, limit: int, total: int) -> EventPage:
+    return EventPage(
+        data=[event_out(e, s) for e, s in events], pagination=pagination(page, limit, total)
+    )
+
+
+def order_page(orders: list[Order], page: int, limit: int, total: int) -> OrderPage:
+    return OrderPage(data=[order_out(o) for o in orders], pagination=pagination(page, limit, total))
+
+
+def category_out(live: LiveCategory) -> CategoryOut:
+    category, available = live
+    return CategoryOut(
+        id=category.id,
+        nombre=category.name,
+        precio=category.price,
+        cantidadTotal=category.total,
+        beneficios=category.benefits,
+        disponible=available,
+    )
+
+
+def auth_out(session: Session) -> AuthOut:
+    return AuthOut(token=session.token, user=user_out(session.user))
+
+
+def stats_out(overview: Overview) -> Stats:
+    return Stats(
+        usuariosPorRol=overview.users_by_role,
+        eventos=overview.events,
+        ordenesPorEstado=overview.orders_by_status,
+        ticketsVendidos=overview.tickets_sold,
+        ingresos=overview.revenue,
+        reservasActivas=overview.live_holds,
+        ticketsRetenidos=overview.tickets_held,
+    )
+
+
+def sales_out(sales: EventSales) -> EventSalesOut:
+    return EventSalesOut(
+        eventoId=sales.event_id,
+        nombre=sales.name,
+        categorias=[
+            CategorySalesOut(
+                categoriaId=c.category_id,
+                nombre=c.name,
+                precio=c.price,
+                total=c.total,
+                vendidos=c.sold,
+                retenidos=c.held,
+                disponibles=c.available,
+                ingresos=c.revenue,
+            )
+            for c in sales.categories
+        ],
+        total=sales.total,
+        vendidos=sales.sold,
+        retenidos=sales.held,
+        disponibles=sales.available,
+        ingresos=sales.revenue,
     )

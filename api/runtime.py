@@ -9,12 +9,9 @@ import socket
 from pathlib import Path
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.maint_notifications import MaintNotificationsConfig
 
 from api.settings import Settings
+from engine import connection
 from engine.core import Engine, EngineConfig
 from engine.redis_server import RedisServer
 
@@ -61,7 +58,9 @@ def ensure_redis(settings: Settings) -> tuple[str, RedisServer | None]:
     if running:
         os.environ[EMBEDDED_URL_ENV] = running
         return running, None
-    server = RedisServer(data_dir=data_dir, port=_embedded_port())
+    server = RedisServer(
+        data_dir=data_dir, port=_embedded_port(), maxmemory=settings.redis_maxmemory
+    )
     server.start()
     url_file.write_text(server.url)
     os.environ[EMBEDDED_URL_ENV] = server.url
@@ -89,25 +88,15 @@ def _embedded_port() -> int:
     return int(raw) if raw.isdigit() else 0
 
 
-def redis_client(url: str, settings: Settings, *, max_connections: int = 256) -> Redis:
-    if settings.redis_cluster:
-        # Retries ride out a failover: the client re-reads the topology between attempts.
-        cluster = RedisCluster.from_url(
-            url,
-            max_connections=max_connections,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 10),
-            maint_notifications_config=MaintNotificationsConfig(enabled=False),
-        )
-        return cluster  # type: ignore[return-value]
-    # Maintenance notifications (on by default in redis-py 8) make the pool skip its check
-    # for dead connections, so every pooled connection failed its first command after a
-    # Redis restart. Retries are safe: every script is idempotent by its request id.
-    return Redis.from_url(
+def redis_client(
+    url: str, settings: Settings, *, max_connections: int = connection.DEFAULT_MAX_CONNECTIONS
+) -> Redis:
+    """The client of :func:`engine.connection.redis_client`, clustered when REDIS_CLUSTER."""
+    return connection.redis_client(
         url,
+        cluster=settings.redis_cluster,
         max_connections=max_connections,
-        health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
-        maint_notifications_config=MaintNotificationsConfig(enabled=False),
+        timeout_s=settings.redis_timeout_s,
     )
 
 
@@ -116,6 +105,8 @@ def engine_config(settings: Settings) -> EngineConfig:
         hold_ttl_ms=settings.hold_ttl_ms,
         max_per_order=settings.max_tickets_per_order,
         low_stock_threshold=settings.low_stock_threshold,
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+        order_retention_ms=max(1, round(settings.order_retention_s * 1000)),
     )
 
 

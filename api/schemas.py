@@ -7,15 +7,15 @@ error handler turns a failure into a 422 problem+json naming the offending field
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
-Id = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="resource id")]
-OrderId = Annotated[
-    str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}$", description="order id")
-]
+from engine.vocabulary import ID_PATTERN, ORDER_ID_PATTERN, OrderStatus, Role
+
+Id = Annotated[str, Meta(pattern=f"^{ID_PATTERN}$", description="resource id")]
+OrderId = Annotated[str, Meta(pattern=f"^{ORDER_ID_PATTERN}$", description="order id")]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Text = Annotated[str, Meta(max_length=5000)]
 Email = Annotated[
@@ -30,8 +30,7 @@ Password = Annotated[str, Meta(min_length=1, max_length=1024)]
 Money = Annotated[float, Meta(ge=0, le=1_000_000)]
 Quantity = Annotated[int, Meta(ge=1, le=1000)]
 Capacity = Annotated[int, Meta(ge=0, le=10_000_000)]
-Role = Literal["ADMIN", "ORGANIZADOR", "COMPRADOR"]
-OrderState = Literal["RESERVED", "CONFIRMED", "EXPIRED", "CANCELLED"]
+OrderState = OrderStatus
 
 
 # -- auth --------------------------------------------------------------------------------
@@ -41,7 +40,7 @@ class RegisterIn(msgspec.Struct, forbid_unknown_fields=True):
     nombre: Name
     email: Email
     password: Password
-    role: Role = "COMPRADOR"
+    role: Role = Role.BUYER
 
 
 class LoginIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -24,10 +24,11 @@ from litestar.security.jwt import JWTAuth, Token
 from api.jwt_cache import CachingJWTAuthenticationMiddleware, user_exists
 from api.settings import Settings
 from engine.core import Engine
+from engine.vocabulary import ROLES, Role
 
 T = TypeVar("T")
-ROLES = ("ADMIN", "ORGANIZADOR", "COMPRADOR")
 MAX_PASSWORD_BYTES = 72
+PASSWORD_POLICY = "password must be at least 8 characters with letters and digits"  # noqa: S105 (a message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ class Principal:
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "ADMIN"
+        return self.role == Role.ADMIN
 
 
 class PasswordsBusy(Exception):
@@ -87,14 +88,16 @@ class Passwords:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def password_problems(password: str) -> str | None:
+def password_problems(password: Any) -> str | None:
     """The password policy: 8 to 72 bytes, letters and digits."""
+    if not isinstance(password, str):
+        return None  # a type error, reported as such
     if len(password.encode()) > MAX_PASSWORD_BYTES:
-        return "password must be at most 72 bytes"
-    if len(password) < 8:
-        return "password must be at least 8 characters"
-    if not any(c.isalpha() for c in password) or not any(c.isdigit() for c in password):
-        return "password must contain letters and digits"
+        return "password must be at most 72 bytes (bcrypt ignores the rest)"
+    letters = any(c.isalpha() for c in password)
+    digits = any(c.isdigit() for c in password)
+    if len(password) < 8 or not letters or not digits:
+        return PASSWORD_POLICY
     return None
 
 
@@ -167,7 +170,7 @@ def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandl
 
 
 def organizer_or_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    if principal_of(connection).role not in ("ADMIN", "ORGANIZADOR"):
+    if principal_of(connection).role not in (Role.ADMIN, Role.ORGANIZER):
         raise PermissionDeniedException("requires role ORGANIZADOR or ADMIN")
 
 

@@ -8,25 +8,36 @@ import time
 from dataclasses import dataclass
 
 from api.security import Passwords
-from api.state import category_specs
+from api.services.recovery import category_specs
 from engine.core import Engine
 from engine.models import new_id
+from engine.vocabulary import Role
 from persistence.aio import AsyncStore
-from persistence.store import Category, Event, Role, User
+from persistence.store import Category, Event, User
 
 log = logging.getLogger(__name__)
 
 USERS: list[tuple[str, str, str, Role]] = [
-    ("Admin", "admin@test.com", "Admin123!", "ADMIN"),
-    ("Organizador", "organizador@test.com", "Org123!", "ORGANIZADOR"),
-    ("Comprador", "comprador@test.com", "User123!", "COMPRADOR"),
+    ("Admin", "admin@test.com", "Admin123!", Role.ADMIN),
+    ("Organizador", "organizador@test.com", "Org123!", Role.ORGANIZER),
+    ("Comprador", "comprador@test.com", "User123!", Role.BUYER),
 ]
+
+
+def _ahead(days: int, hour: int) -> str:
+    """A date ``days`` from today at ``hour`` UTC: demo events must be in the future (a
+    past event is not on sale)."""
+    from datetime import UTC, datetime, timedelta
+
+    day = datetime.now(UTC).date() + timedelta(days=days)
+    return f"{day.isoformat()}T{hour:02d}:00:00Z"
+
 
 EVENTS = [
     (
         "Rock Concert",
         "The best concert of the year",
-        "2026-12-31T20:00:00Z",
+        _ahead(days=60, hour=20),
         "Madrid Arena",
         1000,
         50.0,
@@ -38,7 +49,7 @@ EVENTS = [
     (
         "Tech Conference",
         "Two days of talks and workshops",
-        "2027-03-15T09:00:00Z",
+        _ahead(days=150, hour=9),
         "Barcelona",
         500,
         80.0,
@@ -80,7 +91,7 @@ async def seed(store: AsyncStore, engine: Engine, passwords: Passwords) -> SeedR
             )
             await store.create_user(user)
             report.users_created += 1
-        if role == "ORGANIZADOR":
+        if role is Role.ORGANIZER:
             organizer_id = user.id
     existing = {e.name for e in await store.all_events()}
     for name, description, date, location, capacity, base, cats in EVENTS:
@@ -103,7 +114,7 @@ async def seed(store: AsyncStore, engine: Engine, passwords: Passwords) -> SeedR
             updated_at=now,
         )
         await store.create_event(event)
-        await engine.arm_event(event.id, category_specs(event, {}))
+        await engine.arm_event(event.id, category_specs(event, {}), starts_at=event.date)
         report.events_created += 1
     log.info("seed: %d users and %d events created", report.users_created, report.events_created)
     return report

@@ -16,6 +16,7 @@ from pathlib import Path
 
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_MEMORY = re.compile(r"^\d+(b|k|kb|m|mb|g|gb)?$")
 WEAK_SECRETS = {"your-super-secure-secret-key-change-in-production", "secret", "changeme"}
 
 
@@ -31,6 +32,7 @@ class Settings:
     ws_port: int | None = None
     redis_url: str | None = None
     redis_cluster: bool = False
+    redis_timeout_s: float = 2.0
     mongodb_uri: str | None = None
     data_dir: Path = Path("var")
     jwt_secret: str = field(default="", repr=False)
@@ -53,6 +55,9 @@ class Settings:
     bcrypt_max_queue: int = 256
     bench_endpoints: bool = False
     trusted_proxies: str = ""
+    redis_maxmemory: str = "1gb"  # the embedded redis-server's maxmemory ("0": no limit)
+    idempotency_ttl_s: int = 86_400
+    order_retention_s: float = 600.0
 
     @property
     def production(self) -> bool:
@@ -135,6 +140,13 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r}: expected true or false")
 
 
+def _memory(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if not _MEMORY.match(value):
+        raise SettingsError(f"{name}={value!r}: expected a size like 512mb or 1gb (0: no limit)")
+    return value
+
+
 def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
     """Settings from ``environ`` (default: os.environ over ./.env)."""
     if environ is None:
@@ -173,6 +185,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         ws_port=ws_port,
         redis_url=redis_url,
         redis_cluster=_bool(env, "REDIS_CLUSTER", False),
+        redis_timeout_s=_float(env, "REDIS_TIMEOUT_S", 2.0, 0.05, 600),
         mongodb_uri=mongodb_uri,
         data_dir=Path(env.get("DATA_DIR", "").strip() or "var"),
         jwt_secret=secret,
@@ -200,6 +213,9 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         bcrypt_max_queue=_int(env, "BCRYPT_MAX_QUEUE", 256, 1, 100_000),
         bench_endpoints=_bool(env, "BENCH_ENDPOINTS", False) and app_env != "production",
         trusted_proxies=env.get("TRUSTED_PROXIES", "").strip(),
+        redis_maxmemory=_memory(env, "REDIS_MAXMEMORY", "1gb"),
+        idempotency_ttl_s=3600 * _int(env, "IDEMPOTENCY_TTL_HOURS", 24, 1, 24 * 365),
+        order_retention_s=60 * _float(env, "ORDER_RETENTION_MINUTES", 10.0, 0.001, 7 * 24 * 60),
     )
 
 

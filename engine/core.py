@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 import time
@@ -17,14 +18,18 @@ from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from engine import keys
 from engine.errors import (
     EngineError,
     EventBusy,
+    IdempotencyKeyReused,
     InvalidRequest,
+    NotReplicated,
     OrderExpired,
     OrderNotFound,
+    OrderRetired,
     refusal,
 )
 from engine.models import (
@@ -38,11 +43,13 @@ from engine.models import (
     new_order_id,
 )
 from engine.scripts import Scripts
+from engine.vocabulary import OrderStatus, text
 
 log = logging.getLogger(__name__)
 
 RECENT_KEEP = 200  # a user's recent orders remembered for read-your-writes
 RECENT_TTL_S = 3600
+RETIRE_CHUNK = 1000  # retired members per script call
 
 
 @dataclass(frozen=True)
@@ -53,10 +60,8 @@ class EngineConfig:
     feed_maxlen: int = 10_000
     sweep_batch: int = 500
     batching: bool = True
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    idempotency_ttl_s: int = 86_400  # how long a user's Idempotency-Key is remembered
+    order_retention_ms: int = 600_000  # a finished, stored order stays in Redis this long
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
@@ -66,7 +71,28 @@ def _retrieve(fut: asyncio.Future[Any]) -> None:
 
 
 def _reply(raw: Sequence[Any]) -> tuple[int, str]:
-    return int(raw[0]), _text(raw[1])
+    return int(raw[0]), text(raw[1])
+
+
+def request_fingerprint(event_id: str, items: dict[str, int]) -> str:
+    """What an Idempotency-Key's request asked for: the event and its tickets, in any
+    order (quantities of a category already added up)."""
+    asked = ",".join(f"{c}={q}" for c, q in sorted(items.items()))
+    return hashlib.blake2b(f"{event_id}|{asked}".encode(), digest_size=12).hexdigest()
+
+
+async def retire_persisted(redis: Redis, orders: Iterable[Order]) -> int:
+    """The writer's hook, once the store acknowledged ``orders`` and before it acknowledges
+    their entries: the finished ones start their retention window
+    (:meth:`Engine.retire_finished`). A writer that dies in between retires them again on
+    redelivery (the first time is kept). A Redis refusal (``-OOM``: a full Redis) is logged
+    and skipped, never raised: acknowledging and trimming the log is what frees memory
+    then; orders not retired merely stay in Redis."""
+    try:
+        return await Engine(redis).retire_finished(orders)
+    except ResponseError as e:
+        log.warning("could not retire stored orders (%s); they stay in Redis", e)
+        return 0
 
 
 class Engine:
@@ -95,8 +121,12 @@ class Engine:
         on_sale: bool = True,
         low_stock_threshold: float | None = None,
         max_per_order: int | None = None,
+        starts_at: int | None = None,
     ) -> int:
-        """Create (or re-arm) an event's live inventory. Returns categories newly armed."""
+        """Create (or re-arm) an event's live inventory. Returns categories newly armed.
+
+        ``starts_at`` is the event's date (epoch ms): from then on holds are refused
+        (:class:`EventPast`), by the server clock; None keeps the armed date, if any."""
         self._check_id(event_id)
         cats = list(categories)
         args: list[Any] = [
@@ -107,6 +137,7 @@ class Engine:
             else self.config.low_stock_threshold,
             max_per_order if max_per_order is not None else self.config.max_per_order,
             self.config.feed_maxlen,
+            "" if starts_at is None else int(starts_at),
             len(cats),
         ]
         for c in cats:
@@ -158,8 +189,10 @@ class Engine:
         *,
         low_stock_threshold: float | None = None,
         max_per_order: int | None = None,
+        starts_at: int | None = None,
     ) -> str:
-        """Open, close or delete an event for sale; publishes ``event:update``."""
+        """Open, close or delete an event for sale, or move its date (``starts_at``,
+        epoch ms); publishes ``event:update``."""
         if state not in ("open", "closed", "deleted"):
             raise InvalidRequest(f"unknown state {state}")
         code, payload = _reply(
@@ -173,6 +206,7 @@ class Engine:
                     self.config.feed_maxlen,
                     "" if low_stock_threshold is None else low_stock_threshold,
                     "" if max_per_order is None else max_per_order,
+                    "" if starts_at is None else int(starts_at),
                 ],
             )
         )
@@ -219,6 +253,25 @@ class Engine:
         Quantities of a category named twice are added up. ``remember`` also records the
         order in the user's recent set (:meth:`note_user_order`) in the same round trip;
         a refused hold leaves an id there that resolves to nothing and is skipped.
+
+        An ``idempotency_key`` is the user's, across events (the IETF Idempotency-Key
+        draft): the same key with the same request (event and tickets) returns the first
+        order, with another request raises :class:`IdempotencyKeyReused`, for
+        ``idempotency_ttl_s``. The user's record of the key lives in the user's slot and
+        the hold in the event's, and a script touches one slot, so the record is read
+        before the hold script and written (SET NX) after it succeeded. That is safe:
+
+        * the same event is also checked inside the hold script (its idempotency hash),
+          so concurrent retries there make one order, and other tickets are refused;
+        * the one window, two events held at once with the same key by the same user,
+          is closed: both holds may succeed but only one record is written, and the
+          loser cancels its own hold (its stock returns at once, a CANCELLED order is
+          logged) and raises :class:`IdempotencyKeyReused`;
+        * a crash between the hold and the record leaves the key unrecorded: only the
+          event's own check then applies (until a replay of it records the key again).
+
+        A replay of an order that has since left Redis (finished, stored and past the
+        retention window) raises :class:`OrderRetired`: the store has it.
         """
         self._check_id(event_id)
         merged: dict[str, int] = {}
@@ -228,6 +281,13 @@ class Engine:
             merged[category_id] = merged.get(category_id, 0) + quantity
         if not merged:
             raise InvalidRequest("an order needs at least one ticket")
+        record = fingerprint = ""
+        if idempotency_key:
+            record = keys.user_idempotency(user_id, idempotency_key)
+            fingerprint = request_fingerprint(event_id, merged)
+            replay = await self._recall_key(record, fingerprint, user_id)
+            if replay is not None:
+                return replay
         order_id = order_id or new_order_id(event_id)
         idem_field = f"{user_id}:{idempotency_key}" if idempotency_key else ""
         args: list[Any] = [
@@ -273,7 +333,44 @@ class Engine:
             await self.note_user_order(decode_order(payload))
         if code < 0:
             raise refusal(code, payload)
-        return HoldResult(decode_order(payload), created=code == 0)
+        result = HoldResult(decode_order(payload), created=code == 0)
+        if record:
+            return await self._remember_key(record, fingerprint, result)
+        return result
+
+    async def _recall_key(self, record: str, fingerprint: str, user_id: str) -> HoldResult | None:
+        """The first order of a recorded Idempotency-Key used with the same request; None
+        when the key is not recorded."""
+        raw = await self._run("recall_idempotency", [record], [])
+        if not raw:
+            return None
+        recorded, _, order_id = text(raw).partition(" ")
+        if recorded != fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was already used with a different request"
+            )
+        order = await self.get_order(order_id)
+        if order is None or order.user_id != user_id:
+            raise OrderRetired("the order is no longer live", order_id=order_id)
+        return HoldResult(order, created=False)
+
+    async def _remember_key(self, record: str, fingerprint: str, result: HoldResult) -> HoldResult:
+        """Record the key after its hold (see :meth:`hold`); a hold that lost the record
+        to a concurrent one on another event is cancelled."""
+        order = result.order
+        mine = f"{fingerprint} {order.id}"
+        code, recorded = _reply(
+            await self._run("remember_idempotency", [record], [mine, self.config.idempotency_ttl_s])
+        )
+        if code == 0 or recorded == mine or not result.created:
+            return result
+        await self.cancel(order.id, order.user_id)
+        log.info("idempotency key reused on two events at once; cancelled %s", order.id)
+        if recorded.partition(" ")[0] == fingerprint:
+            replay = await self._recall_key(record, fingerprint, order.user_id)
+            if replay is not None:
+                return replay
+        raise IdempotencyKeyReused("this Idempotency-Key was already used with a different request")
 
     def _order_keys(self, order_id: str, *, timer: bool) -> tuple[str, list[str]]:
         event_id = event_of_order(order_id)
@@ -293,32 +390,48 @@ class Engine:
         payment_method: str,
         transaction_id: str,
         is_admin: bool = False,
+        replicas: int = 0,
+        replica_timeout_ms: int = 0,
     ) -> HoldResult:
         """Sell a held order. ``created`` is False when it was already confirmed with this
         transaction id (a retried confirm). A hold past its deadline is released at once
-        and :class:`OrderExpired` raised."""
+        and :class:`OrderExpired` raised.
+
+        With ``replicas`` (CONFIRM_DURABILITY=replica), WAIT follows the confirm on the
+        connection that ran it, for up to ``replica_timeout_ms``; fewer replicas than that
+        acknowledging raises :class:`NotReplicated`: the order is confirmed on the primary,
+        and the same confirm retried is safe (it confirms nothing twice and waits again)."""
         event_id, ks = self._order_keys(order_id, timer=True)
-        code, payload = _reply(
-            await self._run(
-                "confirm_order",
-                ks,
-                [
-                    order_id,
-                    user_id,
-                    "1" if is_admin else "0",
-                    payment_method,
-                    transaction_id,
-                    self.config.feed_maxlen,
-                ],
+        args: list[Any] = [
+            order_id,
+            user_id,
+            "1" if is_admin else "0",
+            payment_method,
+            transaction_id,
+            self.config.feed_maxlen,
+        ]
+        acked = 0
+        if replicas > 0:
+            raw, acked = await self.scripts.call_then_wait(
+                "confirm_order", ks, args, replicas, replica_timeout_ms
             )
-        )
+        else:
+            raw = await self._run("confirm_order", ks, args)
+        code, payload = _reply(raw)
         if code < 0:
             err = refusal(code, payload)
             if isinstance(err, OrderExpired):
                 await self.expire(event_id, order_id)
             self._attach_order(err, payload)
             raise err
-        return HoldResult(decode_order(payload), created=code == 0)
+        result = HoldResult(decode_order(payload), created=code == 0)
+        if acked < replicas:
+            raise NotReplicated(
+                f"{acked} of {replicas} replicas acknowledged the confirmation",
+                order=result.order,
+                acknowledged=acked,
+            )
+        return result
 
     async def cancel(self, order_id: str, user_id: str, *, is_admin: bool = False) -> HoldResult:
         """Cancel a held order; its stock returns at once. Idempotent."""
@@ -377,19 +490,42 @@ class Engine:
             if not int(raw[1]):
                 return released
 
-    async def wait_replicated(self, order_id: str, replicas: int, timeout_ms: int) -> bool:
-        """WAIT on the node that holds the order's event until ``replicas`` replicas have
-        every write so far (CONFIRM_DURABILITY=replica)."""
-        event_id = event_of_order(order_id)
-        if event_id is None:
-            raise OrderNotFound("order not found")
-        args = ("WAIT", replicas, timeout_ms)
-        if isinstance(self.redis, Redis):
-            acked = await self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
-        else:
-            node = self.redis.get_node_from_key(keys.orders(event_id))
-            acked = await self.redis.execute_command(*args, target_nodes=node)
-        return int(acked) >= replicas
+    # -- retention -----------------------------------------------------------------------
+
+    async def retire_orders(self, event_id: str, orders: Iterable[tuple[str, int]]) -> int:
+        """Mark ``(order id, version)`` pairs of one event as stored by the writer: once
+        ``order_retention_ms`` has passed, :meth:`prune_event` removes each from Redis if it
+        is still finished at that version. Returns how many were newly marked."""
+        members = [f"{order_id}:{version}" for order_id, version in orders]
+        added = 0
+        for start in range(0, len(members), RETIRE_CHUNK):
+            chunk = members[start : start + RETIRE_CHUNK]
+            added += int(await self.scripts.call("retire_orders", [keys.retired(event_id)], chunk))
+        return added
+
+    async def retire_finished(self, orders: Iterable[Order]) -> int:
+        """:meth:`retire_orders` for the finished orders (CONFIRMED, EXPIRED, CANCELLED)
+        among ``orders``, whatever their events; live holds are left alone."""
+        by_event: dict[str, list[tuple[str, int]]] = {}
+        for order in orders:
+            if order.status != OrderStatus.RESERVED:
+                by_event.setdefault(order.event_id, []).append((order.id, order.version))
+        added = await asyncio.gather(*(self.retire_orders(e, o) for e, o in by_event.items()))
+        return sum(added)
+
+    async def prune_event(self, event_id: str) -> int:
+        """Remove the event's retired orders whose retention window has passed, in bounded
+        batches (reads then fall back to the store). Returns how many left Redis."""
+        pruned = 0
+        while True:
+            raw = await self.scripts.call(
+                "prune_orders",
+                [keys.orders(event_id), keys.idempotency(event_id), keys.retired(event_id)],
+                [self.config.order_retention_ms, self.config.sweep_batch],
+            )
+            pruned += int(raw[0])
+            if not int(raw[1]):
+                return pruned
 
     async def get_order(self, order_id: str) -> Order | None:
         event_id = event_of_order(order_id)
@@ -418,7 +554,7 @@ class Engine:
 
     async def recent_user_orders(self, user_id: str) -> list[Order]:
         """The user's recent orders, as Redis holds them now, newest first."""
-        ids = [_text(x) for x in await self.redis.zrevrange(keys.user_orders(user_id), 0, -1)]
+        ids = [text(x) for x in await self.redis.zrevrange(keys.user_orders(user_id), 0, -1)]
         if not ids:
             return []
         pipe = self.redis.pipeline(transaction=False)
@@ -432,7 +568,7 @@ class Engine:
     # -- stock -------------------------------------------------------------------------
 
     async def event_ids(self) -> list[str]:
-        return sorted(_text(x) for x in await self.redis.smembers(keys.EVENTS))
+        return sorted(text(x) for x in await self.redis.smembers(keys.EVENTS))
 
     async def stock(self, event_id: str) -> EventStock | None:
         raw = await self.redis.hgetall(keys.inventory(event_id))
@@ -483,14 +619,23 @@ class Engine:
         return sum(int(n) for n in await pipe.execute())
 
     async def forget_event(self, event_id: str) -> None:
-        """Drop an event's live keys (after it was deleted and its holds cancelled)."""
+        """Drop an event's live keys (after it was deleted and its holds cancelled).
+
+        It leaves ``keys.EVENTS`` first, so the sweeper, the writer's list of logs and a
+        re-arm no longer see it. Its orders and feed stay readable for the retention
+        window (the last ``event:update`` reaches the rooms), then expire. Its order log
+        stays: the writer drains it and trims it before it lets go of it."""
         await self.redis.srem(keys.EVENTS, event_id)
         for key in (
             keys.inventory(event_id),
             keys.idempotency(event_id),
             keys.deadlines(event_id),
+            keys.retired(event_id),
         ):
             await self.redis.delete(key)
+        linger_s = max(1, self.config.order_retention_ms // 1000)
+        for key in (keys.orders(event_id), keys.feed(event_id)):
+            await self.redis.expire(key, linger_s)
 
     @staticmethod
     def _check_id(value: str) -> None:
@@ -501,7 +646,7 @@ class Engine:
 def parse_inventory(event_id: str, raw: dict[Any, Any]) -> EventStock | None:
     if not raw:
         return None
-    fields = {_text(k): _text(v) for k, v in raw.items()}
+    fields = {text(k): text(v) for k, v in raw.items()}
     if "state" not in fields:
         return None
     categories = []

@@ -76,6 +76,33 @@ class OrderIdConflict(EngineError):
     code = "order_id_conflict"
 
 
+class NotReplicated(EngineError):
+    """A confirm committed on the primary that too few replicas acknowledged in time
+    (CONFIRM_DURABILITY=replica); retrying the same confirm is safe."""
+
+    code = "not_replicated"
+
+
+class IdempotencyKeyReused(EngineError):
+    """The user sent this Idempotency-Key before with another request (another event or
+    other tickets): the IETF Idempotency-Key draft's 422."""
+
+    code = "idempotency_key_reused"
+
+
+class EventPast(EngineError):
+    """The event's date has passed: it is no longer on sale."""
+
+    code = "event_past"
+
+
+class OrderRetired(EngineError):
+    """An Idempotency-Key replay of an order that has left Redis (finished, stored and
+    past the retention window): ``details["order_id"]`` is in the store."""
+
+    code = "order_retired"
+
+
 def refusal(code: int, payload: str) -> EngineError:
     """The exception for a negative script return code (see the header of each lua/ file)."""
     if code == -1:
@@ -113,4 +140,12 @@ def refusal(code: int, payload: str) -> EngineError:
         return CategoryInUse(f"category has {payload} tickets held or sold", committed=int(payload))
     if code == -14:
         return OrderIdConflict("order id already used")
+    if code == -15:
+        return IdempotencyKeyReused(
+            "this Idempotency-Key was already used with a different request"
+        )
+    if code == -16:
+        return EventPast(
+            "the event has already taken place", date=int(payload) if payload else None
+        )
     return EngineError(f"unexpected script code {code}: {payload}")

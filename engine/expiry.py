@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from engine import keys
 from engine.core import Engine
+from engine.vocabulary import text
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +29,11 @@ class ExpiryStats:
     notified: int = 0
     released_by_listener: int = 0
     released_by_sweeper: int = 0
+    pruned: int = 0
     sweeps: int = 0
     errors: int = 0
     last_sweep_ms: float = 0.0
     extra: dict[str, int] = field(default_factory=dict)
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class ExpiryListener:
@@ -133,7 +131,7 @@ class ExpiryListener:
                         break
                     batch.append(more)
                 timers = [
-                    t for t in (keys.parse_timer(_text(m["data"])) for m in batch) if t is not None
+                    t for t in (keys.parse_timer(text(m["data"])) for m in batch) if t is not None
                 ]
                 self.stats.notified += len(timers)
                 released = await asyncio.gather(
@@ -146,21 +144,34 @@ class ExpiryListener:
 
 
 class Sweeper:
-    """Every ``interval`` seconds, releases every due hold of every armed event."""
+    """Every ``interval`` seconds, releases every due hold of every armed event, then
+    prunes the finished orders whose retention window has passed (``prune=False`` leaves
+    them). Only armed events (``keys.EVENTS``) are visited: a forgotten event is not."""
 
     def __init__(
-        self, engine: Engine, interval: float = 1.0, stats: ExpiryStats | None = None
+        self,
+        engine: Engine,
+        interval: float = 1.0,
+        stats: ExpiryStats | None = None,
+        *,
+        prune: bool = True,
     ) -> None:
         self.engine = engine
         self.interval = interval
         self.stats = stats or ExpiryStats()
+        self.prune = prune
 
     async def sweep_once(self) -> int:
         loop = asyncio.get_running_loop()
         started = loop.time()
         released = 0
-        for event_id in await self.engine.event_ids():
+        event_ids = await self.engine.event_ids()
+        for event_id in event_ids:
             released += await self.engine.sweep_event(event_id)
+        if self.prune:
+            # After every release: pruning is housekeeping, releasing is the guarantee.
+            for event_id in event_ids:
+                self.stats.pruned += await self.engine.prune_event(event_id)
         self.stats.sweeps += 1
         self.stats.released_by_sweeper += released
         self.stats.last_sweep_ms = (loop.time() - started) * 1000

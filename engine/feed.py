@@ -1,8 +1,10 @@
 """Reading the events' feed streams: snapshots, replay since an id, and live tailing.
 
-The WebSocket hub (api/ws.py) builds rooms on top of this; it never sees a key name.
-One :class:`FeedTailer` per process reads every stream some local client is interested in
-with one blocking XREAD, so N watchers of an event cost one read, not N.
+The real-time hub (api/realtime/hub.py) builds rooms on top of this; it never sees a key
+name. One :class:`FeedTailer` per process reads every stream some local client is
+interested in with one blocking XREAD, so N watchers of an event cost one read, not N.
+Each entry's wire frame is made once, by the :data:`FrameEncoder` the reader is given
+(the real-time protocol's), and shared by every receiver; this module knows no wire format.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from redis.asyncio import Redis
@@ -20,48 +22,45 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from engine import keys
-from engine.core import _text, parse_inventory
-from engine.models import EventStock
+from engine.core import parse_inventory
+from engine.models import EventStock, event_of_order
+from engine.vocabulary import text
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class FeedEntry:
-    """One feed stream entry, with its WebSocket frame encoded once for every receiver."""
+    """One feed stream entry, with its wire frame encoded once for every receiver."""
 
     event_id: str
     id: str
     name: str
-    data: bytes
     user: str | None
     category: str | None
     frame: bytes
 
 
-def _entry(event_id: str, raw_id: Any, fields: dict[Any, Any]) -> FeedEntry:
+FrameEncoder = Callable[[str, bytes, str], bytes]
+"""An entry's wire frame from its kind, its stored JSON data and its stream id."""
+
+
+def _entry(event_id: str, raw_id: Any, fields: dict[Any, Any], encode: FrameEncoder) -> FeedEntry:
     user = fields.get(b"user")
-    entry_id = _text(raw_id)
-    name = _text(fields.get(b"event", b""))
+    entry_id = text(raw_id)
+    name = text(fields.get(b"event", b""))
     data = fields.get(b"data", b"{}")
     category = None
     if name == "ticket:stock-update":
         with contextlib.suppress(msgspec.DecodeError, AttributeError):
             category = str(msgspec.json.decode(data).get("categoriaId", ""))
-    # {"event", "data", "id"}, with the stored JSON data embedded as-is.
-    frame = b'{"event":%s,"data":%s,"id":"%s"}' % (
-        msgspec.json.encode(name),
-        data,
-        entry_id.encode(),
-    )
     return FeedEntry(
         event_id=event_id,
         id=entry_id,
         name=name,
-        data=data,
-        user=_text(user) if user is not None else None,
+        user=text(user) if user is not None else None,
         category=category,
-        frame=frame,
+        frame=encode(name, data, entry_id),
     )
 
 
@@ -83,7 +82,7 @@ async def snapshot(redis: Redis, event_id: str) -> tuple[EventStock | None, str]
         pipe.hgetall(keys.inventory(event_id))
         pipe.xrevrange(keys.feed(event_id), count=1)
         inventory, last = await pipe.execute()
-        last_id = _text(last[0][0]) if last else "0-0"
+        last_id = text(last[0][0]) if last else "0-0"
     else:
         last_id = await latest_id(redis, event_id)
         inventory = await redis.hgetall(keys.inventory(event_id))
@@ -92,54 +91,111 @@ async def snapshot(redis: Redis, event_id: str) -> tuple[EventStock | None, str]
 
 async def latest_id(redis: Redis, event_id: str) -> str:
     last = await redis.xrevrange(keys.feed(event_id), count=1)
-    return _text(last[0][0]) if last else "0-0"
+    return text(last[0][0]) if last else "0-0"
+
+
+MAX_ID = (2**64 - 1, 2**64 - 1)
+
+
+class Replay(NamedTuple):
+    """What :func:`since` found."""
+
+    exists: bool
+    """The event is armed (its inventory is in Redis)."""
+    entries: list[FeedEntry]
+    """Entries after the id asked for, oldest first."""
+    complete: bool
+    """``entries`` is everything missed: False when the capped stream no longer holds the
+    entry right after the id, when there were more than the limit, or when the id is
+    ahead of the feed's last entry (it came from a feed since lost, e.g. a Redis reset)."""
 
 
 async def since(
-    redis: Redis, event_id: str, after_id: str, limit: int = 10_000
-) -> tuple[list[FeedEntry], bool]:
-    """Entries after ``after_id``, oldest first, and whether that is everything missed
-    (False when the capped stream no longer holds the entry right after ``after_id``)."""
-    first = await redis.xrange(keys.feed(event_id), count=1)
+    redis: Redis, event_id: str, after_id: str, encode: FrameEncoder, limit: int = 10_000
+) -> Replay:
+    """The feed entries after ``after_id`` and whether the event exists, in one round
+    trip (every key is in the event's slot)."""
+    after = id_tuple(after_id)
+    stream = keys.feed(event_id)
+    pipe = redis.pipeline(transaction=False)
+    pipe.hexists(keys.inventory(event_id), "state")
+    pipe.xrange(stream, count=1)
+    pipe.xrevrange(stream, count=1)
+    if after < MAX_ID:  # "(" of the largest id is an error: nothing can follow it
+        pipe.xrange(stream, min=f"({after[0]}-{after[1]}", count=limit)
+    exists, first, last, *rest = await pipe.execute()
+    raw: Any = rest[0] if rest else []
+    newest = id_tuple(text(last[0][0])) if last else (0, 0)
     complete = (
-        not first
-        or id_tuple(_text(first[0][0])) <= id_tuple(after_id)
-        or after_id
-        in (
-            "0",
-            "0-0",
-        )
+        (not first or id_tuple(text(first[0][0])) <= after or after == (0, 0))
+        and after <= newest
+        and len(raw) < limit
     )
-    raw: Any = await redis.xrange(keys.feed(event_id), min=f"({after_id}", count=limit)
-    return [_entry(event_id, i, f) for i, f in raw], complete and len(raw) < limit
+    entries = [_entry(event_id, i, f, encode) for i, f in raw] if exists else []
+    return Replay(bool(exists), entries, complete)
+
+
+async def recent_order_events(
+    redis: Redis, user_ids: Sequence[str], created_from_ms: int
+) -> dict[str, dict[str, int]]:
+    """Per user, the events of their orders created since ``created_from_ms`` (the user's
+    recent-orders set, which every hold adds to): event id -> the earliest such order's
+    creation time (ms, the API clock). One pipelined round trip for all the users."""
+    if not user_ids:
+        return {}
+    pipe = redis.pipeline(transaction=False)
+    for user_id in user_ids:
+        pipe.zrangebyscore(keys.user_orders(user_id), created_from_ms, "+inf", withscores=True)
+    out: dict[str, dict[str, int]] = {}
+    for user_id, rows in zip(user_ids, await pipe.execute(), strict=True):
+        events: dict[str, int] = {}
+        for member, score in rows:
+            event_id = event_of_order(text(member))
+            if event_id is not None:
+                created = int(score)
+                events[event_id] = min(created, events.get(event_id, created))
+        out[user_id] = events
+    return out
 
 
 Dispatch = Callable[[list[FeedEntry]], Awaitable[None] | None]
 
 
 class FeedTailer:
-    """Tails a changing set of feed streams with one blocking XREAD loop."""
+    """Tails a changing set of feed streams with one blocking XREAD loop, at most
+    ``max_streams`` of them (each one is an argument of every XREAD)."""
 
     def __init__(
-        self, redis: Redis, dispatch: Dispatch, block_ms: int = 250, linger_ms: float = 0
+        self,
+        redis: Redis,
+        dispatch: Dispatch,
+        encode: FrameEncoder,
+        block_ms: int = 250,
+        linger_ms: float = 0,
+        max_streams: int = 5000,
     ) -> None:
         self.redis = redis
         self.dispatch = dispatch
+        self.encode = encode
         self.block_ms = block_ms
         self.linger_s = linger_ms / 1000
+        self.max_streams = max_streams
         self.positions: dict[str, str] = {}  # event id -> last id read
-        self.errors = 0
-        self.reads = 0
 
-    def follow(self, event_id: str, from_id: str) -> None:
-        """Start tailing an event's feed after ``from_id`` (no-op if already tailed)."""
+    def is_full(self, event_id: str) -> bool:
+        """Following ``event_id`` would pass ``max_streams``."""
+        return event_id not in self.positions and len(self.positions) >= self.max_streams
+
+    def follow(self, event_id: str, from_id: str) -> bool:
+        """Start tailing an event's feed after ``from_id`` (no-op if already tailed);
+        False, and nothing done, when that would pass ``max_streams``."""
+        if self.is_full(event_id):
+            return False
         self.positions.setdefault(event_id, from_id)
+        return True
 
     def unfollow(self, event_id: str) -> None:
         self.positions.pop(event_id, None)
-
-    def following(self) -> Iterable[str]:
-        return list(self.positions)
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.05
@@ -155,7 +211,6 @@ class FeedTailer:
                     await asyncio.sleep(self.linger_s)
                 backoff = 0.05
             except (RedisError, OSError) as e:
-                self.errors += 1
                 log.warning("feed tailer lost Redis (%s); retrying in %.2fs", e, backoff)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), backoff)
@@ -171,14 +226,13 @@ class FeedTailer:
             for stream, position in streams.items():
                 by_slot.setdefault(key_slot(stream.encode()), {})[stream] = position
             replies = await asyncio.gather(*(self._xread(group) for group in by_slot.values()))
-        self.reads += 1
         delivered = 0
         for reply in replies:
             for stream, entries in reply or []:
-                event_id = keys.event_of_feed(_text(stream))
+                event_id = keys.event_of_feed(text(stream))
                 if event_id is None or event_id not in self.positions or not entries:
                     continue
-                batch = [_entry(event_id, i, f) for i, f in entries]
+                batch = [_entry(event_id, i, f, self.encode) for i, f in entries]
                 self.positions[event_id] = batch[-1].id
                 delivered += len(batch)
                 result = self.dispatch(batch)

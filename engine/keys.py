@@ -7,6 +7,7 @@ Cluster slot and every script touches keys of a single slot:
 ``os:{evt:E}:inv``                     hash: event state and per-category stock, price, name
 ``os:{evt:E}:orders``                  hash: order id -> order JSON (live orders of E)
 ``os:{evt:E}:idem``                    hash: ``<userId>:<Idempotency-Key>`` -> order id
+``os:{evt:E}:retired``                 sorted set: ``<orderId>:<version>`` stored -> when (ms)
 ``os:{evt:E}:due``                     sorted set: held order id -> deadline (ms, server clock)
 ``os:{evt:E}:timer:<orderId>``         string with a TTL; its expiry notification is the fast path
 ``os:{evt:E}:feed``                    stream: WebSocket feed (capped)
@@ -16,7 +17,8 @@ Cluster slot and every script touches keys of a single slot:
 
 Global keys (never touched by a script): ``os:events`` (set of armed event ids),
 ``os:writer:dead`` (the writer's dead-letter stream), ``os:rl:*`` (rate limits) and
-``os:user:{<userId>}:recent`` (a user's recent order ids, for read-your-writes).
+``os:user:{<userId>}:recent`` (a user's recent order ids, for read-your-writes) and
+``os:user:{<userId>}:idem:<key>`` (a user's Idempotency-Key across events, with a TTL).
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ def idempotency(event_id: str) -> str:
     return f"{tag(event_id)}:idem"
 
 
+def retired(event_id: str) -> str:
+    """Sorted set of finished orders the store has, due to leave the orders hash."""
+    return f"{tag(event_id)}:retired"
+
+
 def deadlines(event_id: str) -> str:
     return f"{tag(event_id)}:due"
 
@@ -77,6 +84,11 @@ def order_log(event_id: str) -> str:
 def user_orders(user_id: str) -> str:
     """Sorted set of a user's recent order ids (read-your-writes before the writer)."""
     return f"{PREFIX}:user:{{{user_id}}}:recent"
+
+
+def user_idempotency(user_id: str, key: str) -> str:
+    """A user's Idempotency-Key: the request's fingerprint and its order, for every event."""
+    return f"{PREFIX}:user:{{{user_id}}}:idem:{key}"
 
 
 def rate_limit(scope: str, subject: str, window: int) -> str:

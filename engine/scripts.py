@@ -7,6 +7,13 @@ FLUSH) loads it and runs it again, which is safe because NOSCRIPT means it did n
 Concurrent calls from one process are coalesced by :meth:`Scripts.batched` into pipelined
 round trips on one connection (:class:`_Pipe`): each script still runs atomically on its own,
 only the network is shared. Redis Cluster batches go through redis-py's cluster pipeline.
+
+Every call is bounded in time: a batched call Redis has not answered within the client's
+``socket_timeout`` fails with :class:`redis.exceptions.TimeoutError` (one timer per
+connection checks the oldest batch in flight; nothing is added per call), and the queue of
+calls waiting for the connection is bounded (:class:`RedisBusy` past ``max_pending``).
+:meth:`Scripts.call_then_wait` runs a script and ``WAIT`` behind it on one connection of
+its own (``CONFIRM_DURABILITY=replica``).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 import hiredis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import redis_seam
@@ -78,6 +85,12 @@ _SOURCES = load_sources()
 Call = tuple[Script, tuple[Any, ...], "asyncio.Future[Any]", bool]
 
 
+class RedisBusy(RedisError):
+    """Too many calls already wait for Redis in this process (it is stalled or far behind):
+    failing at once beats queueing without bound. A RedisError, so callers treat it as
+    Redis being unavailable (the API answers 503 with Retry-After)."""
+
+
 def _is_noscript(exc: BaseException) -> bool:
     return isinstance(exc, NoScriptError) or (
         isinstance(exc, ResponseError) and str(exc).startswith("NOSCRIPT")
@@ -95,15 +108,29 @@ class _Pipe:
     cost of a hold whenever holds arrive a few at a time. The connection's streams come
     from :mod:`engine.redis_seam`, the one module that touches redis-py's internals."""
 
-    __slots__ = ("calls", "conn", "done", "reader", "sizes", "stream", "writer")
+    __slots__ = (
+        "calls",
+        "conn",
+        "done",
+        "loop",
+        "reader",
+        "sent",
+        "sizes",
+        "stream",
+        "timer",
+        "writer",
+    )
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
         self.stream, self.writer = redis_seam.streams(conn)
         self.calls: deque[Call] = deque()  # written, reply not read yet, oldest first
         self.sizes: deque[int] = deque()  # the sizes of the batches in flight
+        self.sent: deque[float] = deque()  # when each batch in flight was written
         self.done = 0  # replies read of the oldest batch in flight
         self.reader: asyncio.Task[None] | None = None
+        self.loop = asyncio.get_running_loop()
+        self.timer: asyncio.TimerHandle | None = None  # the deadline check
 
     @property
     def usable(self) -> bool:
@@ -114,11 +141,22 @@ class Scripts:
     """The engine's scripts bound to one Redis client."""
 
     def __init__(
-        self, redis: Redis, batch_size: int = 512, max_in_flight: int = 2, eager_at: int = 8
+        self,
+        redis: Redis,
+        batch_size: int = 512,
+        max_in_flight: int = 2,
+        eager_at: int = 8,
+        *,
+        timeout_s: float | None = None,
+        max_pending: int = 10_000,
     ) -> None:
         self.redis = redis
         self.by_name = _SOURCES
         self.batch_size = batch_size
+        # A batched call unanswered this long fails (None: the client's socket_timeout;
+        # no deadline when the client has none either).
+        self.timeout_s = timeout_s if timeout_s is not None else _socket_timeout(redis)
+        self.max_pending = max_pending
         # Batches written and not yet answered. Two let Redis run one while this process
         # parses the replies of the other (one at a time left both half idle).
         self.max_in_flight = max_in_flight
@@ -166,6 +204,8 @@ class Scripts:
         it sat idle ~17 % of the time under wrk). With ``max_in_flight`` batches out, the
         next leaves when one is answered."""
         script = self.by_name[name]
+        if len(self._pending) >= self.max_pending:
+            raise RedisBusy(f"{len(self._pending)} calls already wait for Redis")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((script, self._args(script, keys, args), fut, False))
@@ -201,6 +241,7 @@ class Scripts:
             )
             pipe.calls.extend(batch)
             pipe.sizes.append(len(batch))
+            pipe.sent.append(pipe.loop.time())
 
     def _take(self) -> list[Call]:
         batch = self._pending[: self.batch_size]
@@ -229,7 +270,36 @@ class Scripts:
         pipe = _Pipe(conn)
         pipe.reader = self._spawn(self._read(pipe))
         self._pipe = pipe
+        if self.timeout_s:
+            pipe.timer = pipe.loop.call_later(self._check_every, self._check_deadline, pipe)
         self._write()
+
+    @property
+    def _check_every(self) -> float:
+        return max(0.05, (self.timeout_s or 0) / 4)
+
+    def _check_deadline(self, pipe: _Pipe) -> None:
+        """The connection's periodic check: when Redis has not answered its oldest batch in
+        flight within ``timeout_s``, every call waiting on it (written or queued) fails
+        with TimeoutError, and the connection is dropped for a fresh one. The calls are
+        not sent again: Redis is stalled, and whether they ran is for their callers to find
+        out by retrying (every script is idempotent by its request id)."""
+        pipe.timer = None
+        if pipe.reader is None or pipe.reader.done():
+            return
+        timeout = self.timeout_s or 0
+        if not pipe.sent or pipe.loop.time() - pipe.sent[0] < timeout:
+            pipe.timer = pipe.loop.call_later(self._check_every, self._check_deadline, pipe)
+            return
+        if self._pipe is pipe:
+            self._pipe = None
+        error = RedisTimeoutError(f"Redis did not answer within {timeout:g}s")
+        waiting = list(pipe.calls)
+        pipe.calls.clear()
+        waiting += self._pending
+        self._pending = []
+        _fail(waiting, error)
+        pipe.writer.transport.abort()  # the reader sees the end and gives the connection back
 
     async def _read(self, pipe: _Pipe) -> None:
         """Replies of one connection to their callers, until the connection is lost."""
@@ -246,6 +316,7 @@ class Scripts:
                     pipe.done += 1
                     if pipe.done == pipe.sizes[0]:
                         pipe.sizes.popleft()
+                        pipe.sent.popleft()
                         pipe.done = 0
                     _settle(item, reply, noscript)
                 if noscript:
@@ -254,6 +325,8 @@ class Scripts:
         except asyncio.CancelledError:  # shutting down: nothing is sent again
             if self._pipe is pipe:
                 self._pipe = None
+            if pipe.timer is not None:
+                pipe.timer.cancel()
             pipe.writer.close()
             _fail(list(pipe.calls), RedisConnectionError("the engine is shutting down"))
             raise
@@ -265,6 +338,8 @@ class Scripts:
         (safe: every script is idempotent by its request id); a call lost twice fails."""
         if self._pipe is pipe:
             self._pipe = None
+        if pipe.timer is not None:
+            pipe.timer.cancel()
         self._spawn(self._release(pipe.conn))
         again = [(s, cmd, fut, True) for s, cmd, fut, retried in pipe.calls if not retried]
         lost = [call for call in pipe.calls if call[3]]
@@ -320,6 +395,93 @@ class Scripts:
         for cmd in commands:
             pipe.execute_command("EVALSHA", *cmd)
         return list(await pipe.execute(raise_on_error=False))
+
+    async def call_then_wait(
+        self, name: str, keys: list[str], args: list[Any], replicas: int, timeout_ms: int
+    ) -> tuple[Any, int]:
+        """Run one script, then ``WAIT replicas timeout_ms`` right behind it on the same
+        connection; returns the script's reply and how many replicas acknowledged.
+
+        Redis' WAIT counts only the writes of the connection that sends it, so it must
+        follow the script on the connection that ran it. WAIT blocks that connection until
+        the replicas answer or the timeout passes, so it is never the shared pipelined one:
+        the two commands go in one write on a connection of their own (on a cluster, of
+        the primary that owns the keys' slot). A lost connection, NOSCRIPT or a moved slot
+        send both again (the scripts are idempotent by their request id)."""
+        script = self.by_name[name]
+        packed = hiredis.pack_command(("EVALSHA", *self._args(script, keys, args)))
+        wait: tuple[Any, ...] = ("WAIT", replicas, timeout_ms)
+        packed += hiredis.pack_command(wait)
+        bound = timeout_ms / 1000 + (self.timeout_s or 10.0)
+        for attempt in range(3):
+            last = attempt == 2
+            try:
+                reply, acked = await self._two_replies(keys[0], packed, bound)
+            except (RedisConnectionError, OSError):
+                if last:
+                    raise
+                await self._refresh_topology()
+                continue
+            if isinstance(reply, ResponseError) and not last:
+                if _is_noscript(reply):
+                    await self.redis.script_load(script.source)
+                    continue
+                if str(reply).startswith(("MOVED", "ASK")):
+                    await self._refresh_topology()
+                    continue
+            if isinstance(reply, BaseException):
+                raise reply
+            if isinstance(acked, BaseException):
+                raise acked
+            return reply, int(acked)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _two_replies(self, key: str, packed: bytes, bound: float) -> tuple[Any, Any]:
+        """``packed`` (two commands) on one connection of its own; their two replies (an
+        error reply as its exception object), within ``bound`` seconds."""
+        node = None if isinstance(self.redis, Redis) else self.redis.get_node_from_key(key)
+        if node is None:
+            conn = await redis_seam.take_connection(self.redis)
+        else:
+            conn = await redis_seam.take_node_connection(node)
+        healthy = False
+        try:
+            reader, writer = redis_seam.streams(conn)
+            parser = hiredis.Reader(replyError=ResponseError)
+            replies: list[Any] = []
+            writer.write(packed)
+            try:
+                async with asyncio.timeout(bound):
+                    while len(replies) < 2:
+                        data = await reader.read(65536)
+                        if not data:
+                            raise RedisConnectionError("Redis closed the connection")
+                        parser.feed(data)
+                        while (reply := parser.gets()) is not False:
+                            replies.append(reply)
+            except TimeoutError:
+                raise RedisTimeoutError(f"Redis did not answer within {bound:g}s") from None
+            healthy = len(replies) == 2
+            if not healthy:
+                raise RedisConnectionError("replies out of step with the commands")
+            return replies[0], replies[1]
+        finally:
+            await redis_seam.put_back(self.redis if node is None else node, conn, healthy)
+
+    async def _refresh_topology(self) -> None:
+        if not isinstance(self.redis, Redis):
+            with contextlib.suppress(Exception):
+                await self.redis.nodes_manager.initialize()
+
+
+def _socket_timeout(redis: Any) -> float | None:
+    """The ``socket_timeout`` a client's connections are built with, if any."""
+    if isinstance(redis, Redis):
+        kwargs = redis.connection_pool.connection_kwargs
+    else:
+        kwargs = getattr(getattr(redis, "nodes_manager", None), "connection_kwargs", {})
+    value = kwargs.get("socket_timeout")
+    return float(value) if value else None
 
 
 def _settle(item: Call, reply: Any, noscript: list[Call]) -> None:

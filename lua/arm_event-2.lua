@@ -1,12 +1,14 @@
 --[[
   Arm an event's live inventory, or re-arm it after a Redis loss. Idempotent: a category
   already armed keeps its live counts (only its price and name are refreshed); a new one
-  starts with available = total - sold. Event settings (state, threshold, limit) are set.
+  starts with available = total - sold. Event settings (state, threshold, limit, and the
+  event's date, after which hold_tickets refuses it) are set.
 
   KEYS[1] inv   KEYS[2] feed
   ARGV[1] event id   ARGV[2] state (open | closed)   ARGV[3] low-stock threshold
   ARGV[4] max tickets per order   ARGV[5] feed max length
-  ARGV[6] n, then n groups of 5: category id, total, sold, unit price, name
+  ARGV[6] event date (epoch ms), or "" to keep the armed one
+  ARGV[7] n, then n groups of 5: category id, total, sold, unit price, name
 
   Returns {code, payload}:
     >= 0  ""        categories newly armed
@@ -16,12 +18,13 @@
 -- @include common
 local inv, feed = KEYS[1], KEYS[2]
 local event_id, state, thr, limit, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local n = tonumber(ARGV[6])
-if not n or #ARGV ~= 6 + 5 * n then return {-6, ''} end
+local starts, n = ARGV[6], tonumber(ARGV[7])
+if not n or #ARGV ~= 7 + 5 * n then return {-6, ''} end
+if starts ~= '' and not tonumber(starts) then return {-6, ''} end
 
 local groups = {}
 for i = 1, n do
-  local b = 6 + 5 * (i - 1)
+  local b = 7 + 5 * (i - 1)
   local total, sold = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
   if not total or not sold or total < 0 or sold < 0 then return {-6, ''} end
   if sold > total then return {-11, ARGV[b + 1]} end
@@ -32,6 +35,7 @@ local cats = cjson.decode(redis.call('HGET', inv, 'cats') or '[]')
 local known = {}
 for _, c in ipairs(cats) do known[c] = true end
 redis.call('HSET', inv, 'state', state, 'thr', thr, 'max', limit)
+if starts ~= '' then redis.call('HSET', inv, 'date', starts) end
 local armed = 0
 for _, g in ipairs(groups) do
   local c = g[1]

@@ -14,6 +14,12 @@
   ARGV[5] hold ttl (ms)     ARGV[6] feed max length
   ARGV[7] n categories, then n pairs: category id, quantity (distinct ids, quantity >= 1)
 
+  The event's date (inventory field "date", epoch ms) is checked against the server clock:
+  an event that has taken place is not on sale. An idempotency field already used for
+  other tickets of this event is refused (-15); the caller checks the user's record across
+  events (engine/core.py). The order JSON keeps the field ("ik") so that pruning the order
+  (prune_orders) removes it too.
+
   Returns {code, payload}:
      0  order JSON          held now
      1  order JSON          the same request or idempotency key was already held: nothing done
@@ -24,6 +30,8 @@
     -5  "cat:available"     not enough stock in that category
     -6  ""                  malformed request
     -14 ""                  order id already used by another user
+    -15 ""                  idempotency key already used for other tickets
+    -16 event date (ms)     the event has taken place
 ]]
 -- @include common
 local inv, orders, idem, due, timer, feed, log =
@@ -31,11 +39,25 @@ local inv, orders, idem, due, timer, feed, log =
 local event_id, order_id, user_id, idem_field = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl, maxlen, n = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 
+-- Whether an earlier order asked for exactly the n (category, quantity) pairs of ARGV.
+local function same_tickets(order)
+  if not n or #order.tickets ~= n then return false end
+  local asked = {}
+  for i = 1, n do asked[ARGV[6 + 2 * i]] = tonumber(ARGV[7 + 2 * i]) end
+  for _, t in ipairs(order.tickets) do
+    if asked[t.categoriaId] ~= t.cantidad then return false end
+  end
+  return true
+end
+
 if idem_field ~= '' then
   local previous = redis.call('HGET', idem, idem_field)
   if previous then
     local json = redis.call('HGET', orders, previous)
-    if json then return {1, json} end
+    if json then
+      if not same_tickets(cjson.decode(json)) then return {-15, ''} end
+      return {1, json}
+    end
   end
 end
 local existing = redis.call('HGET', orders, order_id)
@@ -44,10 +66,13 @@ if existing then
   return {1, existing}
 end
 
-local head = redis.call('HMGET', inv, 'state', 'max', 'thr')
+local head = redis.call('HMGET', inv, 'state', 'max', 'thr', 'date')
 local state = head[1]
 if not state then return {-1, ''} end
 if state ~= 'open' then return {-2, state} end
+local now = now_ms()
+local starts = tonumber(head[4])
+if starts and now >= starts then return {-16, head[4]} end
 if not n or n < 1 or #ARGV ~= 7 + 2 * n or not ttl or ttl < 1 then return {-6, ''} end
 
 local limit, thr = tonumber(head[2]) or 0, tonumber(head[3]) or 0
@@ -75,7 +100,6 @@ for i, w in ipairs(wanted) do
 end
 
 -- All checks passed: first write below.
-local now = now_ms()
 local deadline = now + ttl
 for i, t in ipairs(tickets) do
   local c = t.categoriaId
@@ -91,5 +115,8 @@ local order = {
 }
 redis.call('ZADD', due, deadline, order_id)
 redis.call('SET', timer, '1', 'PX', ttl)
-if idem_field ~= '' then redis.call('HSET', idem, idem_field, order_id) end
+if idem_field ~= '' then
+  order.ik = idem_field
+  redis.call('HSET', idem, idem_field, order_id)
+end
 return {0, order_changed(orders, feed, log, maxlen, order, now)}

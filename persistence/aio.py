@@ -118,6 +118,9 @@ class AsyncStore:
     async def get_order(self, order_id: str) -> Order | None:
         return await self._run(self.store.get_order, order_id)
 
+    async def get_orders(self, order_ids: Collection[str]) -> list[Order]:
+        return await self._run(self.store.get_orders, order_ids)
+
     async def list_user_orders(
         self, user_id: str, page: int, limit: int
     ) -> tuple[list[Order], int]:
@@ -130,16 +133,24 @@ class AsyncStore:
         *,
         status: str | None = None,
         event_id: str | None = None,
+        exclude_ids: Collection[str] | None = None,
     ) -> tuple[list[Order], int]:
         return await self._run(
-            self.store.list_orders, page, limit, status=status, event_id=event_id
+            self.store.list_orders,
+            page,
+            limit,
+            status=status,
+            event_id=event_id,
+            exclude_ids=exclude_ids,
         )
 
-    async def order_stats(self) -> OrderStats:
-        return await self._run(self.store.order_stats)
+    async def order_stats(self, *, exclude_ids: Collection[str] | None = None) -> OrderStats:
+        return await self._run(self.store.order_stats, exclude_ids=exclude_ids)
 
-    async def event_sales(self, event_id: str) -> dict[str, CategorySales]:
-        return await self._run(self.store.event_sales, event_id)
+    async def event_sales(
+        self, event_id: str, *, exclude_ids: Collection[str] | None = None
+    ) -> dict[str, CategorySales]:
+        return await self._run(self.store.event_sales, event_id, exclude_ids=exclude_ids)
 
     async def sold_counts(self, event_id: str) -> dict[str, int]:
         return await self._run(self.store.sold_counts, event_id)

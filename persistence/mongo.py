@@ -5,8 +5,9 @@ names and ``_id`` = our id. Durability is explicit on every collection: write co
 ``majority`` + journaled (with a timeout, so a degraded replica set surfaces as
 :class:`StoreUnavailable` instead of hanging), read concern ``majority``, retryable writes.
 
-Orders are written by version: ``ReplaceOne({_id, v <= new v}, doc, upsert=True)``. When a
-newer version is stored the filter misses, the upsert tries to insert a second document
+Orders are written by version: ``ReplaceOne({_id, <the stored copy is superseded>}, doc,
+upsert=True)`` (:func:`superseded_filter`, persistence.store's ``supersedes`` rule). When
+the stored copy wins the filter misses, the upsert tries to insert a second document
 with the same ``_id`` and the server answers E11000: for this adapter that is success (the
 store already holds something newer), not an error.
 
@@ -39,9 +40,9 @@ from pymongo.uri_parser import parse_uri
 from pymongo.write_concern import WriteConcern
 
 from engine.models import Order
+from engine.vocabulary import OrderStatus
 from persistence.errors import DuplicateEmail, DuplicateId, StoreError, StoreUnavailable
 from persistence.store import (
-    CONFIRMED,
     CategorySales,
     Event,
     OrderStats,
@@ -65,6 +66,9 @@ EMAIL_KEY = "emailLower"
 LOCATION_KEY = "ubicacionLower"
 
 _NEWEST_FIRST = [("creadoEn", DESCENDING), ("_id", DESCENDING)]
+_CONFIRMED = OrderStatus.CONFIRMED.value
+_RESERVED = OrderStatus.RESERVED.value
+_IN_CHUNK = 10_000  # ids per $in of get_orders
 _BY_DATE = [("fecha", ASCENDING), ("_id", ASCENDING)]
 
 
@@ -110,6 +114,33 @@ def bulk_outcome(details: Doc) -> tuple[int, list[int]]:
         duplicates.append(int(error["index"]))
     written = int(details.get("nMatched", 0)) + int(details.get("nUpserted", 0))
     return written, duplicates
+
+
+def superseded_filter(doc: Doc) -> Doc:
+    """The filter matching a stored copy that ``doc`` (an order) replaces: the store's
+    ``supersedes`` rule. A CONFIRMED replaces any other state, and a CONFIRMED of a
+    version <= its own; anything else never a CONFIRMED, any lower version, and the same
+    version only over a RESERVED or the same state."""
+    version, status = doc["v"], doc["estado"]
+    if status == _CONFIRMED:
+        return {
+            "_id": doc["_id"],
+            "$or": [{"estado": {"$ne": _CONFIRMED}}, {"v": {"$lte": version}}],
+        }
+    return {
+        "_id": doc["_id"],
+        "estado": {"$ne": _CONFIRMED},
+        "$or": [
+            {"v": {"$lt": version}},
+            {"v": version, "estado": {"$in": sorted({_RESERVED, status})}},
+        ],
+    }
+
+
+def _excluding(query: Doc, exclude_ids: Collection[str] | None) -> Doc:
+    if exclude_ids:
+        query["_id"] = {"$nin": list(exclude_ids)}
+    return query
 
 
 class MongoStore:
@@ -326,7 +357,7 @@ class MongoStore:
     def _replace_versioned(self, docs: list[Doc]) -> tuple[int, list[int]]:
         if self._compat:
             return self._replace_versioned_compat(docs)
-        ops = [ReplaceOne({"_id": d["_id"], "v": {"$lte": d["v"]}}, d, upsert=True) for d in docs]
+        ops = [ReplaceOne(superseded_filter(d), d, upsert=True) for d in docs]
         try:
             result = self._orders.bulk_write(ops, ordered=False)
         except BulkWriteError as e:
@@ -340,9 +371,7 @@ class MongoStore:
         duplicates: list[int] = []
         for index, doc in enumerate(docs):
             try:
-                result = self._orders.replace_one(
-                    {"_id": doc["_id"], "v": {"$lte": doc["v"]}}, doc, upsert=True
-                )
+                result = self._orders.replace_one(superseded_filter(doc), doc, upsert=True)
             except DuplicateKeyError:
                 duplicates.append(index)
                 continue
@@ -354,6 +383,15 @@ class MongoStore:
             doc = self._orders.find_one({"_id": order_id})
         return None if doc is None else _from_doc(doc, Order)
 
+    def get_orders(self, order_ids: Collection[str]) -> list[Order]:
+        ids = list(order_ids)
+        found: list[Order] = []
+        with self._op():
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                found += [_from_doc(d, Order) for d in self._orders.find({"_id": {"$in": chunk}})]
+        return found
+
     def list_user_orders(self, user_id: str, page: int, limit: int) -> tuple[list[Order], int]:
         return self._order_page({"usuarioId": user_id}, page, limit)
 
@@ -364,8 +402,9 @@ class MongoStore:
         *,
         status: str | None = None,
         event_id: str | None = None,
+        exclude_ids: Collection[str] | None = None,
     ) -> tuple[list[Order], int]:
-        query: Doc = {}
+        query: Doc = _excluding({}, exclude_ids)
         if status is not None:
             query["estado"] = status
         if event_id is not None:
@@ -379,14 +418,17 @@ class MongoStore:
             docs = list(self._orders.find(query).sort(_NEWEST_FIRST).skip(offset).limit(limit))
         return [_from_doc(d, Order) for d in docs], int(total)
 
-    def order_stats(self) -> OrderStats:
+    def order_stats(self, *, exclude_ids: Collection[str] | None = None) -> OrderStats:
+        every = _excluding({}, exclude_ids)
         with self._op():
-            by_status = self._orders.aggregate([{"$group": {"_id": "$estado", "n": {"$sum": 1}}}])
+            by_status = self._orders.aggregate(
+                [{"$match": every}, {"$group": {"_id": "$estado", "n": {"$sum": 1}}}]
+            )
             counts = {str(row["_id"]): int(row["n"]) for row in by_status}
             confirmed = list(
                 self._orders.aggregate(
                     [
-                        {"$match": {"estado": CONFIRMED}},
+                        {"$match": {**every, "estado": _CONFIRMED}},
                         {"$project": {"total": 1, "tickets": {"$sum": "$tickets.cantidad"}}},
                         {
                             "$group": {
@@ -402,9 +444,12 @@ class MongoStore:
         revenue = money(confirmed[0]["revenue"]) if confirmed else 0.0
         return OrderStats(by_status=counts, tickets_sold=sold, revenue=revenue)
 
-    def event_sales(self, event_id: str) -> dict[str, CategorySales]:
+    def event_sales(
+        self, event_id: str, *, exclude_ids: Collection[str] | None = None
+    ) -> dict[str, CategorySales]:
+        match = _excluding({"eventoId": event_id, "estado": _CONFIRMED}, exclude_ids)
         pipeline: list[Doc] = [
-            {"$match": {"eventoId": event_id, "estado": CONFIRMED}},
+            {"$match": match},
             {"$unwind": "$tickets"},
             {
                 "$group": {

@@ -30,9 +30,9 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from engine.models import Order
+from engine.vocabulary import OrderStatus
 from persistence.errors import DuplicateEmail, DuplicateId, StoreError, StoreUnavailable
 from persistence.store import (
-    CONFIRMED,
     CategorySales,
     Event,
     OrderStats,
@@ -83,7 +83,9 @@ CREATE INDEX IF NOT EXISTS orders_created ON orders (created_at DESC, id DESC);
 """
 
 # An order's event, user and creation time never change (the id carries the event), so an
-# update leaves them, and the indexes on them, alone.
+# update leaves them, and the indexes on them, alone. The WHERE is persistence.store's
+# ``supersedes`` rule: a CONFIRMED wins over any other state whatever the versions; else
+# a higher version, or the same version over a RESERVED or a replay of the same state.
 _UPSERT_ORDER = """
 INSERT INTO orders (id, event_id, user_id, status, created_at, version, quantity, total, doc)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -93,15 +95,24 @@ ON CONFLICT (id) DO UPDATE SET
     quantity = excluded.quantity,
     total = excluded.total,
     doc = excluded.doc
-WHERE excluded.version >= orders.version
+WHERE CASE
+    WHEN (orders.status = 'CONFIRMED') <> (excluded.status = 'CONFIRMED')
+        THEN excluded.status = 'CONFIRMED'
+    WHEN excluded.version <> orders.version
+        THEN excluded.version > orders.version
+    ELSE orders.status IN ('RESERVED', excluded.status)
+END
 """
+
+# ``id NOT IN`` one JSON array parameter (no limit on the number of placeholders).
+_NOT_IN = "id NOT IN (SELECT value FROM json_each(?))"
 
 _EVENT_SALES = """
 SELECT json_extract(t.value, '$.categoriaId') AS category,
        SUM(json_extract(t.value, '$.cantidad')),
        SUM(json_extract(t.value, '$.cantidad') * json_extract(t.value, '$.precioUnitario'))
 FROM orders AS o, json_each(o.doc, '$.tickets') AS t
-WHERE o.event_id = ? AND o.status = ?
+WHERE o.event_id = ? AND o.status = ? {exclude}
 GROUP BY category
 """
 
@@ -118,6 +129,10 @@ _encoder = msgspec.json.Encoder()
 
 def _json(value: msgspec.Struct) -> str:
     return _encoder.encode(value).decode()
+
+
+def _ids_json(ids: Collection[str]) -> str:
+    return _encoder.encode(list(ids)).decode()
 
 
 class SQLiteStore:
@@ -369,6 +384,16 @@ class SQLiteStore:
     def get_order(self, order_id: str) -> Order | None:
         return self._one("SELECT doc FROM orders WHERE id = ?", (order_id,), _order_decoder)
 
+    def get_orders(self, order_ids: Collection[str]) -> list[Order]:
+        if not order_ids:
+            return []
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT doc FROM orders WHERE id IN (SELECT value FROM json_each(?))",
+                (_ids_json(order_ids),),
+            ).fetchall()
+        return [_order_decoder.decode(doc) for (doc,) in rows]
+
     def list_user_orders(self, user_id: str, page: int, limit: int) -> tuple[list[Order], int]:
         return self._order_page("WHERE user_id = ?", [user_id], page, limit)
 
@@ -379,6 +404,7 @@ class SQLiteStore:
         *,
         status: str | None = None,
         event_id: str | None = None,
+        exclude_ids: Collection[str] | None = None,
     ) -> tuple[list[Order], int]:
         where: list[str] = []
         params: list[Any] = []
@@ -388,6 +414,9 @@ class SQLiteStore:
         if event_id is not None:
             where.append("event_id = ?")
             params.append(event_id)
+        if exclude_ids:
+            where.append(_NOT_IN)
+            params.append(_ids_json(exclude_ids))
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         return self._order_page(clause, params, page, limit)
 
@@ -404,20 +433,32 @@ class SQLiteStore:
             ).fetchall()
         return [_order_decoder.decode(doc) for (doc,) in rows], int(total)
 
-    def order_stats(self) -> OrderStats:
+    def order_stats(self, *, exclude_ids: Collection[str] | None = None) -> OrderStats:
+        excluded = [_ids_json(exclude_ids)] if exclude_ids else []
+        where = f"WHERE {_NOT_IN}" if exclude_ids else ""
+        also = f"AND {_NOT_IN}" if exclude_ids else ""
         with self._read() as conn:
-            by_status = conn.execute("SELECT status, COUNT(*) FROM orders GROUP BY status")
+            by_status = conn.execute(
+                f"SELECT status, COUNT(*) FROM orders {where} GROUP BY status",  # noqa: S608
+                excluded,
+            )
             counts = {status: int(n) for status, n in by_status.fetchall()}
             sold, revenue = conn.execute(
-                "SELECT COALESCE(SUM(quantity), 0), COALESCE(SUM(total), 0) "
-                "FROM orders WHERE status = ?",
-                (CONFIRMED,),
+                "SELECT COALESCE(SUM(quantity), 0), COALESCE(SUM(total), 0) "  # noqa: S608
+                f"FROM orders WHERE status = ? {also}",
+                [OrderStatus.CONFIRMED.value, *excluded],
             ).fetchone()
         return OrderStats(by_status=counts, tickets_sold=int(sold), revenue=money(revenue))
 
-    def event_sales(self, event_id: str) -> dict[str, CategorySales]:
+    def event_sales(
+        self, event_id: str, *, exclude_ids: Collection[str] | None = None
+    ) -> dict[str, CategorySales]:
+        params: list[Any] = [event_id, OrderStatus.CONFIRMED.value]
+        if exclude_ids:
+            params.append(_ids_json(exclude_ids))
+        sql = _EVENT_SALES.format(exclude=f"AND o.{_NOT_IN}" if exclude_ids else "")
         with self._read() as conn:
-            rows = conn.execute(_EVENT_SALES, (event_id, CONFIRMED)).fetchall()
+            rows = conn.execute(sql, params).fetchall()
         return {
             str(category): CategorySales(sold=int(sold), revenue=money(revenue))
             for category, sold, revenue in rows

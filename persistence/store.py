@@ -1,5 +1,6 @@
 """The store port: the domain documents onsale persists and the one interface every adapter
-implements (:class:`Store`), plus the factory that picks an adapter from the configuration.
+implements (:class:`Store`). Picking an adapter is :func:`persistence.factory.open_store`;
+this module imports none.
 
 Attribute names are English; the names on the wire (JSON, stored documents) are the
 Spanish ones of the HTTP contract. Times are epoch milliseconds (ints). Orders are the
@@ -13,23 +14,17 @@ thread pool. Every adapter must pass ``tests/contract/``.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from pathlib import Path
-from typing import Literal, Protocol
+from typing import Annotated, Literal, Protocol
 
 import msgspec
 
 from engine.models import Order
+from engine.vocabulary import ROLES, OrderStatus
 
-Role = Literal["ADMIN", "ORGANIZADOR", "COMPRADOR"]
-ROLES: tuple[Role, ...] = ("ADMIN", "ORGANIZADOR", "COMPRADOR")
+RoleName = Annotated[str, msgspec.Meta(pattern=f"^({'|'.join(ROLES)})$")]
+"""A stored role: the plain string of one of :data:`engine.vocabulary.ROLES`."""
 
 EventState = Literal["open", "closed"]
-
-RESERVED = "RESERVED"
-CONFIRMED = "CONFIRMED"
-EXPIRED = "EXPIRED"
-CANCELLED = "CANCELLED"
-ORDER_STATES = (RESERVED, CONFIRMED, EXPIRED, CANCELLED)
 
 SQLITE_FILENAME = "onsale.db"
 
@@ -40,7 +35,7 @@ class User(msgspec.Struct, kw_only=True):
     id: str
     name: str = msgspec.field(name="nombre")
     email: str
-    role: Role
+    role: RoleName
     password_hash: str = msgspec.field(name="passwordHash")
     created_at: int = msgspec.field(name="creadoEn")
 
@@ -146,12 +141,17 @@ class Store(Protocol):
     def upsert_orders(self, orders: list[Order]) -> int:
         """Insert or replace orders by id, all or nothing.
 
-        A stored order is replaced only by a version >= its own, so replaying an old
-        stream entry never regresses it. Returns how many orders were inserted or
-        replaced (an order skipped because a newer version is stored is not counted).
+        A stored order is replaced only by one that :func:`supersedes` it (a higher
+        version; the same version unless both are final in different states; never a
+        CONFIRMED by anything but a CONFIRMED), so replaying an old stream entry never
+        regresses it. Returns how many orders were inserted or replaced (an order
+        skipped because the stored one wins is not counted).
         """
 
     def get_order(self, order_id: str) -> Order | None: ...
+
+    def get_orders(self, order_ids: Collection[str]) -> list[Order]:
+        """The stored orders among ``order_ids`` (any order; absent ids are skipped)."""
 
     def list_user_orders(self, user_id: str, page: int, limit: int) -> tuple[list[Order], int]:
         """A user's orders, newest first (created_at desc, id desc), and their total."""
@@ -163,13 +163,20 @@ class Store(Protocol):
         *,
         status: str | None = None,
         event_id: str | None = None,
+        exclude_ids: Collection[str] | None = None,
     ) -> tuple[list[Order], int]:
-        """Orders (optionally of one state and/or event), newest first, and their total."""
+        """Orders (optionally of one state and/or event), newest first, and their total;
+        ``exclude_ids`` are left out of both (readers overlaying newer copies)."""
 
-    def order_stats(self) -> OrderStats: ...
+    def order_stats(self, *, exclude_ids: Collection[str] | None = None) -> OrderStats:
+        """Orders by state; tickets and revenue (the orders' totals, what buyers paid)
+        of CONFIRMED orders; ``exclude_ids`` left out."""
 
-    def event_sales(self, event_id: str) -> dict[str, CategorySales]:
-        """Per category id: tickets sold and revenue from the event's CONFIRMED orders."""
+    def event_sales(
+        self, event_id: str, *, exclude_ids: Collection[str] | None = None
+    ) -> dict[str, CategorySales]:
+        """Per category id: tickets sold and revenue (sum of quantity x the unit price
+        paid) from the event's CONFIRMED orders; ``exclude_ids`` left out."""
 
     def sold_counts(self, event_id: str) -> dict[str, int]:
         """Per category id: tickets in CONFIRMED orders (re-arming Redis after a loss)."""
@@ -182,12 +189,37 @@ def page_offset(page: int, limit: int) -> int:
     return (page - 1) * limit
 
 
+CONFIRMED = OrderStatus.CONFIRMED.value
+RESERVED = OrderStatus.RESERVED.value
+
+
+def supersedes(new: Order, old: Order) -> bool:
+    """Whether ``new`` replaces ``old`` (two copies of one order): the store's rule, which
+    every adapter applies in its upsert and readers apply when they overlay copies.
+
+    * A sale is final: a CONFIRMED copy always wins over one in another state, whatever
+      the versions. After Redis lost its last writes (a crash under ``everysec``, a
+      failover to a lagging replica) a hold whose confirmation was lost is released (or
+      extended) at the sale's version or later; the store keeps the sale, in whichever
+      order the two copies arrive.
+    * Otherwise a higher version wins; at the same version ``new`` wins over a RESERVED
+      or over the same state (a replay), never over another final state (the first one
+      stored stays: an EXPIRED never turns CANCELLED at its own version, nor back).
+    """
+    if (old.status == CONFIRMED) != (new.status == CONFIRMED):
+        return new.status == CONFIRMED
+    if new.version != old.version:
+        return new.version > old.version
+    return old.status in (RESERVED, new.status)
+
+
 def latest_versions(orders: Iterable[Order]) -> list[Order]:
-    """One order per id, the highest version (the later one on a tie), in first-seen order."""
+    """One order per id, the copy that :func:`supersedes` the others (the later one on a
+    tie), in first-seen order."""
     latest: dict[str, Order] = {}
     for order in orders:
         seen = latest.get(order.id)
-        if seen is None or order.version >= seen.version:
+        if seen is None or supersedes(order, seen):
             latest[order.id] = order
     return list(latest.values())
 
@@ -204,20 +236,3 @@ def fold(text: str) -> str:
 def money(value: float | None) -> float:
     """Sums of prices, rounded to cents so every adapter reports the same figure."""
     return round(float(value or 0.0), 2)
-
-
-def open_store(
-    mongodb_uri: str | None,
-    data_dir: Path,
-    *,
-    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
-) -> Store:
-    """The MongoDB adapter when a URI is configured, else the embedded SQLite store in
-    ``data_dir/onsale.db``. Adapters are imported lazily (pymongo only when used)."""
-    if mongodb_uri:
-        from persistence.mongo import MongoStore
-
-        return MongoStore(mongodb_uri)
-    from persistence.sqlite import SQLiteStore
-
-    return SQLiteStore(data_dir / SQLITE_FILENAME, synchronous=sqlite_synchronous)

@@ -1,1 +1,1 @@
-"""HTTP controllers: thin, each calls the engine or the store and returns a schema."""
+"""HTTP controllers: thin, each parses a request, calls one service, presents the result."""

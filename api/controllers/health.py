@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -17,6 +18,9 @@ RELEASED = Gauge("onsale_holds_released", "Holds released by this process", ["pa
 WS_CLIENTS = Gauge("onsale_ws_clients", "WebSocket clients connected to this process")
 WS_QUEUED = Gauge("onsale_ws_queued_frames", "Frames waiting in WebSocket outboxes")
 WRITER_LAG = Gauge("onsale_writer_lag_entries", "Order log entries not yet persisted")
+# Each readiness check answers within this, or counts as failed: a stalled Redis or store
+# makes /health/ready a prompt 503, never a hung probe (probes often give up after 1 s).
+CHECK_TIMEOUT_S = 0.8
 
 
 class HealthController(Controller):
@@ -31,26 +35,33 @@ class HealthController(Controller):
         res = resources(request)
         checks: dict[str, Any] = {}
         try:
-            await res.redis.ping()
-            checks["redis"] = "ok"
-            checks["scripts"] = "ok" if await res.engine.scripts.loaded() else "not loaded"
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                await res.redis.ping()
+                checks["redis"] = "ok"
+                checks["scripts"] = "ok" if await res.engine.scripts.loaded() else "not loaded"
         except Exception as e:
             checks["redis"] = f"error: {type(e).__name__}"
         try:
-            await res.store.ping()
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                await res.store.ping()
             checks["store"] = "ok"
         except Exception as e:
             checks["store"] = f"error: {type(e).__name__}"
         if res.writer is not None:
             try:
-                checks["writerLag"] = msgspec.to_builtins(await res.writer.lag())
+                async with asyncio.timeout(CHECK_TIMEOUT_S):
+                    checks["writerLag"] = msgspec.to_builtins(await res.writer.lag())
             except Exception as e:
                 checks["writerLag"] = f"error: {type(e).__name__}"
         if res.hub is not None:
             checks["ws"] = res.hub.counts()
         if checks.get("scripts") == "not loaded":
-            await res.engine.start()
-            checks["scripts"] = "reloaded"
+            try:
+                async with asyncio.timeout(CHECK_TIMEOUT_S):
+                    await res.engine.start()
+                checks["scripts"] = "reloaded"
+            except Exception as e:
+                checks["scripts"] = f"error: {type(e).__name__}"
         ok = all(checks.get(k) in ("ok", "reloaded") for k in ("redis", "scripts", "store"))
         return Response(
             {"status": "ok" if ok else "unavailable", "checks": checks},

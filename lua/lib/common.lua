@@ -5,6 +5,7 @@
   Inventory hash fields (see engine/keys.py):
     state  open | closed | deleted      thr   low-stock threshold (fraction < 1, else count)
     max    per-order ticket limit        cats  JSON array of category ids, in creation order
+    date   the event's date (epoch ms; holds are refused from then on)
     t:<c> total  a:<c> available  h:<c> held  s:<c> sold  p:<c> unit price  n:<c> name
     low:<c> set while category c is at or below its low-stock limit
 ]]

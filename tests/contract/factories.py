@@ -5,14 +5,15 @@ from __future__ import annotations
 import itertools
 
 from engine.models import Order, Ticket
-from persistence.store import Category, Event, Role, User
+from engine.vocabulary import Role
+from persistence.store import Category, Event, User
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DAY = 86_400_000
 _seq = itertools.count(1)
 
 
-def user(email: str, *, role: Role = "COMPRADOR", name: str = "Ana", id: str = "") -> User:
+def user(email: str, *, role: str = Role.BUYER, name: str = "Ana", id: str = "") -> User:
     return User(
         id=id or f"u{next(_seq):04d}",
         name=name,

@@ -11,8 +11,8 @@ from pymongo.write_concern import WriteConcern
 
 from engine.redis_server import free_port
 from persistence.errors import StoreError, StoreUnavailable
+from persistence.factory import open_store
 from persistence.mongo import MongoStore, bulk_outcome
-from persistence.store import open_store
 from tests.contract import factories as f
 from tests.contract.conftest import Backend, _mongo_backend
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from persistence.errors import StoreError, StoreUnavailable
+from persistence.factory import open_store
 from persistence.sqlite import SCHEMA_VERSION, SQLiteStore
-from persistence.store import open_store
 from tests.contract import factories as f
 
 

@@ -219,9 +219,10 @@ def test_version_never_regresses(store: Store) -> None:
     assert store.upsert_orders([held]) == 0  # an old stream entry replayed
     assert store.get_order(held.id) == confirmed
     assert store.list_orders(1, 10, status="RESERVED") == ([], 0)
-    newer = f.at_version(held, 3, "CANCELLED")
+    other = f.order(version=1)
+    newer = f.at_version(other, 3, "CANCELLED")
     assert store.upsert_orders([newer]) == 1
-    assert store.get_order(held.id) == newer
+    assert store.get_order(other.id) == newer
 
 
 def test_one_batch_with_several_versions_keeps_the_highest(store: Store) -> None:
@@ -241,6 +242,92 @@ def test_mixed_batch_writes_only_what_is_not_older(store: Store) -> None:
     got_a, got_b = store.get_order(a.id), store.get_order(b.id)
     assert got_a is not None and (got_a.version, got_a.status) == (5, "CONFIRMED")
     assert got_b is not None and (got_b.version, got_b.status) == (2, "EXPIRED")
+
+
+@pytest.mark.parametrize("final", ["EXPIRED", "CANCELLED", "RESERVED"])
+@pytest.mark.parametrize("later", [0, 1, 5])
+def test_a_stored_sale_is_never_overwritten_by_another_state(
+    store: Store, final: str, later: int
+) -> None:
+    """After Redis lost its last second (a crash under everysec, a failover to a lagging
+    replica) the hold it kept is released (or extended) at the sale's version or later."""
+    held = f.order(event_id="E1", version=1, tickets=[("vip", 2, 150.0)])
+    sale = f.at_version(held, 2, "CONFIRMED")
+    store.upsert_orders([sale])
+    assert store.upsert_orders([f.at_version(held, 2 + later, final)]) == 0
+    assert store.get_order(held.id) == sale
+    # nor inside one batch, in either order
+    assert store.upsert_orders([sale, f.at_version(held, 3 + later, final)]) == 1
+    assert store.upsert_orders([f.at_version(held, 3 + later, final), sale]) == 1
+    assert store.get_order(held.id) == sale
+    assert store.sold_counts("E1") == {"vip": 2}
+    assert store.event_sales("E1") == {"vip": CategorySales(sold=2, revenue=300.0)}
+    assert store.list_orders(1, 10, status=final) == ([], 0)
+
+
+def test_a_sale_replaces_a_released_copy_at_its_version_or_later(store: Store) -> None:
+    held = f.order(version=1)
+    store.upsert_orders([f.at_version(held, 2, "EXPIRED")])
+    sale = f.at_version(held, 2, "CONFIRMED")
+    assert store.upsert_orders([sale]) == 1
+    assert store.get_order(held.id) == sale
+    again = f.at_version(sale, 3, "CONFIRMED")  # a later copy of the sale
+    assert store.upsert_orders([again]) == 1
+    assert store.get_order(held.id) == again
+
+
+def test_final_states_at_the_same_version_keep_the_first(store: Store) -> None:
+    held = f.order(version=1)
+    expired = f.at_version(held, 2, "EXPIRED")
+    store.upsert_orders([expired])
+    assert store.upsert_orders([f.at_version(held, 2, "CANCELLED")]) == 0
+    assert store.get_order(held.id) == expired
+    assert store.upsert_orders([expired]) == 1  # a replay of the same state
+    cancelled = f.at_version(held, 3, "CANCELLED")
+    assert store.upsert_orders([cancelled]) == 1  # a later version still wins
+    assert store.get_order(held.id) == cancelled
+
+
+def test_get_orders_reads_many_ids_at_once(store: Store) -> None:
+    orders = [f.order(created_at=f.T0 + i) for i in range(5)]
+    store.upsert_orders(orders)
+    wanted = [orders[0].id, orders[3].id, "E1.missing"]
+    assert sorted(store.get_orders(wanted), key=lambda o: o.id) == sorted(
+        [orders[0], orders[3]], key=lambda o: o.id
+    )
+    assert store.get_orders([]) == []
+
+
+def test_listings_and_figures_can_leave_orders_out(store: Store) -> None:
+    a = f.order(event_id="E1", status="CONFIRMED", created_at=f.T0 + 1, tickets=[("vip", 1, 150.0)])
+    b = f.order(event_id="E1", status="CONFIRMED", created_at=f.T0 + 2, tickets=[("vip", 2, 150.0)])
+    c = f.order(event_id="E1", status="RESERVED", created_at=f.T0 + 3)
+    store.upsert_orders([a, b, c])
+    assert store.list_orders(1, 10, event_id="E1", exclude_ids=[b.id, "E1.nope"]) == ([c, a], 2)
+    assert store.list_orders(1, 10, status="CONFIRMED", exclude_ids=[a.id]) == ([b], 1)
+    assert store.list_orders(1, 10, exclude_ids=[]) == ([c, b, a], 3)
+    assert store.event_sales("E1", exclude_ids=[a.id]) == {
+        "vip": CategorySales(sold=2, revenue=300.0)
+    }
+    stats = store.order_stats(exclude_ids=[b.id, c.id])
+    assert stats == OrderStats(by_status={"CONFIRMED": 1}, tickets_sold=1, revenue=150.0)
+
+
+def test_revenue_is_what_buyers_paid_not_todays_price(store: Store) -> None:
+    """Sales and stats add the unit prices stored in the confirmed orders."""
+    store.create_event(f.event(id="E1"))
+    store.upsert_orders(
+        [
+            f.order(event_id="E1", status="CONFIRMED", tickets=[("vip", 1, 150.0)]),
+            f.order(event_id="E1", status="CONFIRMED", tickets=[("vip", 2, 99.99)]),
+        ]
+    )
+    event = store.get_event("E1")
+    assert event is not None
+    event.categories[0].price = 1000.0
+    store.replace_event(event)
+    assert store.event_sales("E1") == {"vip": CategorySales(sold=3, revenue=349.98)}
+    assert store.order_stats().revenue == 349.98
 
 
 def test_user_orders_newest_first_with_totals(store: Store) -> None:

@@ -4,7 +4,7 @@ the original system must work unchanged."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -14,6 +14,11 @@ from tests.integration.conftest import ApiServer
 
 JSON = {"Content-Type": "application/json"}
 
+# The seed's bodies date from 2024; an event dated in the past is refused (422 naming
+# fecha), so the same bodies are sent with the same day of a year still to come.
+SEED_DAY = "2024-12-31"
+DAY = f"{datetime.now(UTC).year + 1}-12-31"
+
 REGISTER_BODY = """{
     "nombre": "John Doe",
     "email": "john@example.com",
@@ -21,7 +26,7 @@ REGISTER_BODY = """{
     "role": "COMPRADOR"
   }"""
 
-CREATE_EVENT_BODY = """{
+SEED_CREATE_EVENT_BODY = """{
     "nombre": "Rock Concert 2024",
     "descripcion": "The best concert of the year",
     "fecha": "2024-12-31T20:00:00Z",
@@ -43,6 +48,7 @@ CREATE_EVENT_BODY = """{
       }
     ]
   }"""
+CREATE_EVENT_BODY = SEED_CREATE_EVENT_BODY.replace(SEED_DAY, DAY)
 
 BUY_BODY = """{
     "eventoId": "EVENT_ID",
@@ -119,7 +125,7 @@ def test_create_event(walkthrough: dict[str, Any], api: ApiServer) -> None:
     event = r.json()
     assert event["nombre"] == "Rock Concert 2024"
     assert event["descripcion"] == "The best concert of the year"
-    assert _ts(event["fecha"]) == _ts("2024-12-31T20:00:00Z")
+    assert _ts(event["fecha"]) == _ts(f"{DAY}T20:00:00Z")
     assert event["ubicacion"] == "Madrid Arena"
     assert event["capacidadTotal"] == 1000
     assert event["precioBase"] == 50
@@ -237,7 +243,8 @@ def test_seeded_events(api: ApiServer) -> None:
 
 
 def test_seed_search_example(api: ApiServer, walkthrough: dict[str, Any]) -> None:
-    """The seed's search query string: ?fecha=2024-12-31, ?ubicacion=Madrid, ?disponible=true."""
+    """The seed's search query string: ?fecha=2024-12-31 (the walkthrough's DAY here),
+    ?ubicacion=Madrid, ?disponible=true."""
     r = httpx.get(
         f"{api.url}/api/events/search",
         params={"ubicacion": "Madrid", "disponible": "true"},
@@ -246,8 +253,22 @@ def test_seed_search_example(api: ApiServer, walkthrough: dict[str, Any]) -> Non
     assert r.status_code == 200, r.text
     names = {e["nombre"] for e in r.json()["data"]}
     assert "Rock Concert" in names and "Tech Conference" not in names
-    r = httpx.get(f"{api.url}/api/events/search", params={"fecha": "2024-12-31"}, timeout=30)
+    r = httpx.get(f"{api.url}/api/events/search", params={"fecha": DAY}, timeout=30)
     assert r.status_code == 200, r.text
     found = r.json()["data"]
     assert walkthrough["event"].json()["id"] in {e["id"] for e in found}
-    assert all(e["fecha"].startswith("2024-12-31") for e in found)
+    assert all(e["fecha"].startswith(DAY) for e in found)
+
+
+def test_the_seed_body_as_dated_is_refused_as_past(
+    walkthrough: dict[str, Any], api: ApiServer
+) -> None:
+    r = httpx.post(
+        f"{api.url}/api/events",
+        headers=_bearer(walkthrough["organizer_token"]),
+        content=SEED_CREATE_EVENT_BODY,
+        timeout=30,
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "event_past"
+    assert [e["field"] for e in r.json()["errors"]] == ["fecha"]

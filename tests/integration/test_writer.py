@@ -677,7 +677,8 @@ async def test_the_writer_rides_out_a_redis_restart(
 
 
 class WriterProcess:
-    """``python -m persistence.writer`` as a real child process."""
+    """``onsale writer`` as a real child process, configured as in production by the
+    environment (the tuning flags make it reclaim a killed writer's entries quickly)."""
 
     def __init__(self, redis_url: str, data_dir: Path, log_dir: Path) -> None:
         self.redis_url = redis_url
@@ -697,11 +698,8 @@ class WriterProcess:
                 [
                     sys.executable,
                     "-m",
-                    "persistence.writer",
-                    "--redis-url",
-                    self.redis_url,
-                    "--data-dir",
-                    str(self.data_dir),
+                    "api.cli",
+                    "writer",
                     "--batch",
                     "200",
                     "--block-ms",
@@ -712,7 +710,15 @@ class WriterProcess:
                     "200",
                 ],
                 cwd=REPO,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={
+                    **os.environ,
+                    "PYTHONUNBUFFERED": "1",
+                    "REDIS_URL": self.redis_url,
+                    "REDIS_CLUSTER": "false",
+                    "MONGODB_URI": "",
+                    "DATA_DIR": str(self.data_dir),
+                    "LOG_LEVEL": "info",  # started() waits for the "started" line
+                },
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -9,7 +9,11 @@ from typing import Any
 
 import pytest
 
-from api.ws import FANOUT_CHUNK, USER_EVENTS, Client, Hub, Ready
+from api.realtime.client import Client
+from api.realtime.fanout import FANOUT_CHUNK
+from api.realtime.hub import Hub
+from api.realtime.outbox import Ready
+from api.realtime.protocol import USER_EVENTS
 from engine.feed import FeedEntry
 
 
@@ -19,7 +23,6 @@ def entry(event_id: str, ms: int, name: str, category: str | None, user: str | N
         event_id=event_id,
         id=entry_id,
         name=name,
-        data=b"{}",
         user=user,
         category=category,
         frame=f"{event_id}:{entry_id}:{name}:{category}".encode(),

@@ -3,9 +3,11 @@
 The original system's clients spoke Socket.IO (``socket.emit('join:event', {eventId})``,
 ``socket.on('ticket:stock-update', (data) => ...)``). python-socketio's ASGI server speaks
 the protocol (handshake, long-polling, the WebSocket upgrade, pings); this module only turns
-each Socket.IO connection into a hub :class:`~api.ws.Client`, so rooms, authorization,
-snapshots, replay since a stream id, conflation and the per-socket message budget are the
-ones ``/ws`` has (api/ws.py), fed by the same per-process :class:`~engine.feed.FeedTailer`.
+each Socket.IO connection into a hub :class:`~api.realtime.client.Client`, so rooms,
+authorization, snapshots, replay since a stream id, conflation and the per-socket message
+budget are the ones ``/ws`` has, fed by the same per-process
+:class:`~engine.feed.FeedTailer`. What it needs of the libraries' internals is in
+:mod:`api.realtime.engineio_seam`.
 
 Wire mapping: a hub frame ``{"event", "data", "id"}`` becomes the Socket.IO event ``event``
 whose first argument is ``data``, unchanged, and whose second argument is the stream id
@@ -35,11 +37,13 @@ from urllib.parse import parse_qs
 
 import msgspec
 import socketio
-from engineio import packet as engineio_packet
 from litestar import Litestar
 
+from api.realtime import engineio_seam as seam
+from api.realtime.client import Client
+from api.realtime.hub import Hub
+from api.realtime.protocol import ClientError, Refusal, decode_frame, message_from
 from api.settings import Settings
-from api.ws import Client, Hub, HubError, frame
 
 log = logging.getLogger(__name__)
 
@@ -52,25 +56,17 @@ PING_INTERVAL_S = 25
 PING_TIMEOUT_S = 20
 STALLED_CHECK_S = 0.5  # how often a drain blocked on a slow reader checks for overflow
 
-
-class _Frame(msgspec.Struct):
-    event: str
-    data: Any = None
-    id: str | None = None
-
-
-_decode_frame = msgspec.json.Decoder(_Frame).decode
+_INVALID_TOKEN = ClientError("unauthorized", "invalid token").frame()
 
 
 @functools.lru_cache(maxsize=4096)
 def _event_packet(raw: bytes) -> Any:
     """The Engine.IO message carrying the Socket.IO event of one hub frame. Feed frames are
     one ``bytes`` object shared by every receiver, so each update is decoded and encoded
-    once per process, not once per socket (Engine.IO caches a packet's encoding)."""
-    f = _decode_frame(raw)
+    once per process, not once per socket."""
+    f = decode_frame(raw)
     args: list[Any] = [f.event, f.data] if f.id is None else [f.event, f.data, f.id]
-    event = socketio.packet.Packet(socketio.packet.EVENT, data=args, namespace=NAMESPACE)
-    return engineio_packet.Packet(engineio_packet.MESSAGE, data=event.encode())
+    return seam.event_packet(NAMESPACE, args)
 
 
 @dataclass(eq=False)
@@ -78,7 +74,7 @@ class _Session:
     hub: Hub
     client: Client
     eio_sid: str
-    transport: Any  # the connection's engineio.async_socket.AsyncSocket
+    transport: seam.Transport
     drain: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -106,10 +102,8 @@ class SocketIOGateway:
         self.sio.on("connect", self._on_connect, namespace=NAMESPACE)
         self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
         self.sio.on("*", self._on_event, namespace=NAMESPACE)
-        self._socketio_on_message = self.sio.eio.handlers["message"]
-        self.sio.eio.on("message", self._on_transport_message)
-        self._socketio_on_close = self.sio.eio.handlers["disconnect"]
-        self.sio.eio.on("disconnect", self._on_transport_close)
+        self._socketio_on_message = seam.take_over(self.sio, "message", self._on_transport_message)
+        self._socketio_on_close = seam.take_over(self.sio, "disconnect", self._on_transport_close)
 
     def asgi_app(self, other: Any) -> Any:
         """``/socket.io/`` here, every other request and the lifespan to ``other``."""
@@ -129,9 +123,9 @@ class SocketIOGateway:
             )
         environ: dict[str, Any] = args[0] if args and isinstance(args[0], dict) else {}
         auth = args[1] if len(args) > 1 else None
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
-        transport = self.sio.eio.sockets.get(eio_sid)
-        if transport is None:
+        eio_sid = seam.engineio_sid(self.sio, sid, NAMESPACE)
+        transport = seam.transport(self.sio, eio_sid)
+        if eio_sid is None or transport is None:
             raise socketio.exceptions.ConnectionRefusedError(
                 {"code": "unavailable", "message": "connection closed during the handshake"}
             )
@@ -140,16 +134,14 @@ class SocketIOGateway:
         if token is not None:
             client.principal = await hub.authenticate(token)
             if client.principal is None:
-                client.outbox.put(
-                    frame("error", {"code": "unauthorized", "message": "invalid token"})
-                )
+                client.outbox.put(_INVALID_TOKEN)
         session = _Session(hub=hub, client=client, eio_sid=eio_sid, transport=transport)
         hub.clients.add(client)
         self.sessions[sid] = session
         session.drain = asyncio.create_task(self._drain(sid, session), name=f"socketio-{sid}")
 
     async def _on_disconnect(self, sid: str, *args: Any) -> None:
-        if self.sio.manager.is_connected(sid, NAMESPACE):
+        if seam.is_connected(self.sio, sid, NAMESPACE):
             # A client-sent event named "disconnect"; a real disconnect is pending here.
             await self._error_now(sid, "unknown_event", "unknown event 'disconnect'")
             return
@@ -172,48 +164,38 @@ class SocketIOGateway:
             await self._socketio_on_message(eio_sid, data)
         except Exception as e:
             log.warning("socket.io %s: malformed packet (%s), closing", eio_sid, type(e).__name__)
-            await self._close_transport(eio_sid)
-
-    async def _close_transport(self, eio_sid: str) -> None:
-        """Engine.IO's ``AsyncServer.disconnect(sid)`` without its wait for the client to
-        read the CLOSE packet (a slow or broken client may never). The session leaves
-        Engine.IO's table at once: a later poll or POST for it is a 400, not a 500."""
-        transport = self.sio.eio.sockets.get(eio_sid)
-        if transport is None:
-            return
-        await transport.close(wait=False, abort=False)
-        self.sio.eio.sockets.pop(eio_sid, None)
+            await seam.close_transport(self.sio, eio_sid)
 
     async def _on_transport_close(self, eio_sid: str, reason: Any) -> None:
         """Engine.IO closed a connection: Socket.IO's own handling, then end a long-poll
         GET still parked on it (Engine.IO keeps one after a client-sent close until
         ping_interval + ping_timeout, with its uvicorn task and a slow graceful shutdown)."""
-        transport = self.sio.eio.sockets.get(eio_sid)
+        transport = seam.transport(self.sio, eio_sid)
         await self._socketio_on_close(eio_sid, reason)
         if transport is not None:
             # After close() returns, so a CLOSE packet it queues goes out first.
-            asyncio.get_running_loop().call_soon(_end_pending_poll, transport)
+            asyncio.get_running_loop().call_soon(seam.end_pending_poll, transport)
 
     async def _drain(self, sid: str, session: _Session) -> None:
         outbox = session.client.outbox
         transport = session.transport
-        while not transport.closed:
+        while not seam.is_closed(transport):
             await outbox.ready.wait()
             # Backpressure: take more only once Engine.IO has handed the last batch on
             # (as a rule at once: its writer took it while this task slept), so a slow
             # reader's backlog waits here, in the conflating outbox, which is watched
             # for overflow meanwhile.
-            while not transport.queue.empty() and not outbox.overflowed:
+            while seam.has_backlog(transport) and not outbox.overflowed:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(transport.queue.join(), STALLED_CHECK_S)
+                    await asyncio.wait_for(seam.backlog_taken(transport), STALLED_CHECK_S)
             if outbox.overflowed:
                 log.info("socket.io %s: outbox overflow, closing the transport", sid)
                 # Engine.IO close (not a Socket.IO disconnect): clients reconnect by
                 # themselves and resume with ``since``. Fires _on_disconnect inline.
-                await self._close_transport(session.eio_sid)
+                await seam.close_transport(self.sio, session.eio_sid)
                 return
             for raw in outbox.take():
-                await self.sio.eio.send_packet(session.eio_sid, _event_packet(raw))
+                await seam.send(self.sio, session.eio_sid, _event_packet(raw))
 
     # -- client events -------------------------------------------------------------------
 
@@ -227,14 +209,9 @@ class SocketIOGateway:
             await self.sio.disconnect(sid, namespace=NAMESPACE)
             return
         try:
-            if not isinstance(event, str):
-                raise HubError("bad_message", "event names are strings")
-            data = args[0] if args else {}
-            if not isinstance(data, dict):
-                raise HubError("bad_message", "data must be an object")
-            await session.hub.handle_event(client, event, data)
-        except HubError as e:
-            client.outbox.put(frame("error", {"code": e.code, "message": e.message}))
+            await session.hub.handle(client, message_from(event, args[0] if args else {}))
+        except ClientError as e:
+            client.outbox.put(e.frame())
         except Exception:
             # Not the client's fault (Redis unreachable...): as /ws, drop the connection so
             # every room it half-joined is freed; the client reconnects and resumes.
@@ -244,7 +221,8 @@ class SocketIOGateway:
 
     async def _error_now(self, sid: str, code: str, message: str) -> None:
         """An ``error`` event sent now, ahead of the outbox (the connection is closing)."""
-        await self.sio.emit("error", {"code": code, "message": message}, to=sid)
+        refusal = msgspec.to_builtins(Refusal(code=code, message=message))
+        await self.sio.emit("error", refusal, to=sid)
 
 
 def _library_logger(name: str) -> logging.Logger:
@@ -252,11 +230,6 @@ def _library_logger(name: str) -> logging.Logger:
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.ERROR)
     return logger
-
-
-def _end_pending_poll(transport: Any) -> None:
-    if transport.closed and not transport.upgraded:
-        transport.queue.put_nowait(None)
 
 
 def _token(auth: Any, environ: dict[str, Any]) -> str | None:

@@ -1,0 +1,101 @@
+"""Every use of python-socketio / python-engineio internals, in one place.
+
+The Socket.IO transport (:mod:`api.realtime.socketio`) needs more than the libraries'
+public API offers, for three reasons:
+
+* **Backpressure.** Engine.IO queues outgoing packets per connection without a bound. The
+  drain task hands over one batch, then waits until that connection's queue is empty
+  (``AsyncSocket.queue``) before taking more, so a slow reader's backlog stays in the
+  hub's bounded, conflating outbox. Frames are sent as prebuilt Engine.IO packets
+  (``send_packet``), each built once per process for all receivers.
+* **Closing without waiting.** ``AsyncServer.disconnect(sid)`` waits for the client to
+  read the CLOSE packet, which a slow or broken client may never do; a transport is
+  closed with ``AsyncSocket.close(wait=False)`` and dropped from ``AsyncServer.sockets``.
+* **Malformed packets and parked polls.** Socket.IO's own Engine.IO ``message`` and
+  ``disconnect`` handlers (``AsyncServer.handlers``) are wrapped: a packet Socket.IO cannot
+  parse closes the connection with one log line, and a long-poll GET still parked on a
+  closed connection is ended (Engine.IO keeps it until ping_interval + ping_timeout).
+
+Written against python-socketio 5.18.1 / python-engineio 4.15.1 (pyproject bounds them to
+the 5.x / 4.x lines). tests/unit/test_engineio_seam.py pins every attribute and behaviour
+used here, so an upgrade that moves one fails there, by name, before any client notices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+from engineio import packet as engineio_packet
+
+EngineHandler = Callable[..., Awaitable[Any]]
+Transport = Any
+"""An Engine.IO connection: ``engineio.async_socket.AsyncSocket``."""
+
+
+def take_over(sio: socketio.AsyncServer, event: str, handler: EngineHandler) -> EngineHandler:
+    """Put ``handler`` in place of Socket.IO's own handler of an Engine.IO event
+    (``"message"``, ``"disconnect"``) and return Socket.IO's, for ``handler`` to call."""
+    socketio_handler: EngineHandler = sio.eio.handlers[event]
+    sio.eio.on(event, handler)
+    return socketio_handler
+
+
+def engineio_sid(sio: socketio.AsyncServer, sid: str, namespace: str) -> str | None:
+    """The Engine.IO session under a Socket.IO session id."""
+    eio_sid: str | None = sio.manager.eio_sid_from_sid(sid, namespace)
+    return eio_sid
+
+
+def is_connected(sio: socketio.AsyncServer, sid: str, namespace: str) -> bool:
+    return bool(sio.manager.is_connected(sid, namespace))
+
+
+def transport(sio: socketio.AsyncServer, eio_sid: str | None) -> Transport | None:
+    """The live Engine.IO connection of ``eio_sid``, None once it is gone."""
+    return sio.eio.sockets.get(eio_sid) if eio_sid is not None else None
+
+
+def is_closed(conn: Transport) -> bool:
+    return bool(conn.closed)
+
+
+def has_backlog(conn: Transport) -> bool:
+    """Packets handed to Engine.IO that its writer (or a long-poll) has not taken yet."""
+    return not conn.queue.empty()
+
+
+async def backlog_taken(conn: Transport) -> None:
+    """Returns once Engine.IO has handed every queued packet on."""
+    await conn.queue.join()
+
+
+async def send(sio: socketio.AsyncServer, eio_sid: str, pkt: Any) -> None:
+    """A prebuilt Engine.IO packet to one connection (a no-op once it is gone)."""
+    await sio.eio.send_packet(eio_sid, pkt)
+
+
+async def close_transport(sio: socketio.AsyncServer, eio_sid: str) -> None:
+    """Engine.IO's ``AsyncServer.disconnect(sid)`` without its wait for the client to read
+    the CLOSE packet. The session leaves Engine.IO's table at once: a later poll or POST
+    for it is a 400, not a 500."""
+    conn = transport(sio, eio_sid)
+    if conn is None:
+        return
+    await conn.close(wait=False, abort=False)
+    sio.eio.sockets.pop(eio_sid, None)
+
+
+def end_pending_poll(conn: Transport) -> None:
+    """Release a long-poll GET parked on a closed, never-upgraded connection (the None
+    sentinel is what Engine.IO's own close uses to unlock its reader)."""
+    if conn.closed and not conn.upgraded:
+        conn.queue.put_nowait(None)
+
+
+def event_packet(namespace: str, args: list[Any]) -> Any:
+    """The Engine.IO MESSAGE carrying the Socket.IO EVENT ``args`` (name, then arguments).
+    Engine.IO caches a packet's encoding, so one packet sent to many costs one encode."""
+    event = socketio.packet.Packet(socketio.packet.EVENT, data=args, namespace=namespace)
+    return engineio_packet.Packet(engineio_packet.MESSAGE, data=event.encode())

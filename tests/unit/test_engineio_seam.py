@@ -1,0 +1,107 @@
+"""Pins what api/realtime/engineio_seam.py relies on in python-socketio / python-engineio.
+
+A library upgrade that renames or reshapes any of it fails here, by name, rather than as
+a stalled or leaking Socket.IO connection in production."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from importlib.metadata import version
+
+import socketio
+from engineio.async_socket import AsyncSocket
+
+from api.realtime import engineio_seam as seam
+
+
+def major(package: str) -> int:
+    return int(version(package).split(".")[0])
+
+
+def test_the_library_lines_the_seam_was_written_for() -> None:
+    assert major("python-socketio") == 5
+    assert major("python-engineio") == 4
+
+
+def server() -> socketio.AsyncServer:
+    return socketio.AsyncServer(async_mode="asgi")
+
+
+def test_socketio_registers_engineio_handlers_that_can_be_taken_over() -> None:
+    sio = server()
+
+    async def ours(*args: object) -> None:
+        return None
+
+    for event in ("message", "disconnect"):
+        theirs = seam.take_over(sio, event, ours)
+        assert inspect.iscoroutinefunction(theirs), event
+        assert theirs.__self__ is sio, event  # type: ignore[attr-defined]
+        assert sio.eio.handlers[event] is ours
+
+
+async def connection(sio: socketio.AsyncServer, eio_sid: str = "e1") -> AsyncSocket:
+    conn = AsyncSocket(sio.eio, eio_sid)
+    sio.eio.sockets[eio_sid] = conn
+    return conn
+
+
+async def test_a_connection_is_found_and_its_queue_is_the_backlog() -> None:
+    sio = server()
+    conn = await connection(sio)
+    assert seam.transport(sio, "e1") is conn
+    assert seam.transport(sio, "gone") is None and seam.transport(sio, None) is None
+    assert not seam.is_closed(conn) and not conn.upgraded
+    assert not seam.has_backlog(conn)
+    pkt = seam.event_packet("/", ["ticket:stock-update", {"a": 1}, "1-0"])
+    await seam.send(sio, "e1", pkt)
+    assert seam.has_backlog(conn)
+    assert conn.queue.get_nowait() is pkt
+    conn.queue.task_done()
+    await asyncio.wait_for(seam.backlog_taken(conn), 1)
+    await seam.send(sio, "gone", pkt)  # a connection already gone: a no-op
+
+
+def test_an_event_packet_is_the_socketio_event_in_an_engineio_message() -> None:
+    pkt = seam.event_packet("/", ["ticket:stock-update", {"nuevoStock": 3}, "1-0"])
+    assert pkt.encode() == '42["ticket:stock-update",{"nuevoStock":3},"1-0"]'
+    assert pkt.encode() is pkt.encode()  # encoded once, whoever it goes to
+
+
+async def test_close_transport_does_not_wait_for_the_client_and_forgets_it() -> None:
+    sio = server()
+    closes: list[str] = []
+
+    async def on_disconnect(eio_sid: str, reason: object) -> None:
+        closes.append(eio_sid)
+
+    sio.eio.on("disconnect", on_disconnect)
+    assert "wait" in inspect.signature(AsyncSocket.close).parameters
+    assert "abort" in inspect.signature(AsyncSocket.close).parameters
+    conn = await connection(sio)
+    await asyncio.wait_for(seam.close_transport(sio, "e1"), 1)  # nobody reads the CLOSE
+    assert seam.is_closed(conn) and closes == ["e1"]
+    assert "e1" not in sio.eio.sockets
+    await seam.close_transport(sio, "e1")  # twice: a no-op
+
+
+async def test_end_pending_poll_releases_a_parked_long_poll() -> None:
+    sio = server()
+    conn = await connection(sio)
+    seam.end_pending_poll(conn)  # open: nothing to release
+    assert conn.queue.empty()
+    conn.closed = True
+    poll = asyncio.create_task(conn.poll())  # what a parked long-poll GET awaits
+    await asyncio.sleep(0)
+    seam.end_pending_poll(conn)
+    assert await asyncio.wait_for(poll, 1) == []
+
+
+async def test_the_manager_maps_socketio_sessions_to_engineio_ones() -> None:
+    sio = server()
+    sid = await sio.manager.connect("e1", "/")
+    assert seam.engineio_sid(sio, sid, "/") == "e1"
+    assert seam.is_connected(sio, sid, "/")
+    assert seam.engineio_sid(sio, "nobody", "/") is None
+    assert not seam.is_connected(sio, "nobody", "/")
