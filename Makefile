@@ -4,14 +4,32 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
+# Every install is pinned by the lock (pip-tools' pip-compile of pyproject.toml, all extras):
+# `make lock` regenerates it after a dependency change in pyproject.toml.
+LOCK   := requirements/constraints.txt
+EXTRAS := dev,load,embedded
 
-.PHONY: run test lint format bench bench-engine loadtest test-mongo audit clean
+.PHONY: run test lint format bench bench-engine loadtest test-mongo audit clean lock compose-env
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,load]'
+	@# setuptools' "Editable installation" notice says nothing to act on: the install's
+	@# output is kept in .venv/install.log and shown only when it fails.
+	$(BIN)/pip install --quiet -c $(LOCK) -e '.[$(EXTRAS)]' >$(VENV)/install.log 2>&1 \
+	  || { cat $(VENV)/install.log; exit 1; }
 	touch $(STAMP)
+
+## Regenerate the lock from pyproject.toml (pip-tools; every extra, so one file pins all).
+lock:
+	@test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/pip-compile || $(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --all-extras --strip-extras --allow-unsafe --no-emit-index-url \
+	  --no-emit-find-links --no-emit-trusted-host --output-file $(LOCK) pyproject.toml
+
+## docker compose's .env with a JWT_SECRET, written once (kept: tokens survive a redeploy).
+compose-env:
+	@$(PYTHON) scripts/compose_env.py
 
 ## Start everything on embedded defaults (redis-server child process, embedded store).
 run: $(STAMP)
@@ -45,7 +63,7 @@ bench: $(STAMP)
 
 ## locust on-sale mix against a server it starts, then audit (LOCUST_USERS, LOCUST_DURATION, LOCUST_TAGS).
 loadtest: $(STAMP)
-	@$(BIN)/python -c "import locust" 2>/dev/null || $(BIN)/pip install --quiet -e '.[load]'
+	@$(BIN)/python -c "import locust" 2>/dev/null || $(BIN)/pip install --quiet -c $(LOCK) -e '.[load]'
 	$(BIN)/python -m loadtest.run_loadtest
 
 bench-engine: $(STAMP)

@@ -18,9 +18,14 @@ from litestar.types import Message, Scope
 from api.controllers.admin import AdminController
 from api.controllers.auth import AuthController
 from api.controllers.events import EventController
+from api.controllers.exports import ExportController
 from api.controllers.health import HealthController
 from api.controllers.orders import OrderController
+from api.controllers.queue import QueueController
+from api.controllers.waitlist import WaitlistController
+from api.controllers.webhooks import WebhookController
 from api.errors import EXCEPTION_HANDLERS
+from api.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_of
 from api.pages import WEB_HANDLERS
 from api.realtime.socketio import mount as mount_socketio
 from api.realtime.ws import ws_endpoint
@@ -108,7 +113,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         AuthController,
         EventController,
         OrderController,
+        QueueController,
+        WaitlistController,
         AdminController,
+        ExportController,
+        WebhookController,
         HealthController,
         ws_endpoint,
         *WEB_HANDLERS,
@@ -119,7 +128,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app_kwargs["cors_config"] = CORSConfig(
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Admission-Token"],
         )
     return Litestar(
         route_handlers=handlers,
@@ -142,6 +151,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
         ),
         debug=False,
+        # Logging is set up once per process by api/logs.py (uvicorn's log_config, in every
+        # worker); Litestar's default LoggingConfig would dictConfig its own handlers over
+        # it. Unhandled errors are logged by api/errors.py.
+        logging_config=None,
         **app_kwargs,
     )
 
@@ -153,15 +166,23 @@ def with_security_headers(asgi: Any) -> Any:
 
     An ASGI wrapper around everything rather than Litestar's ``before_send`` hook, which
     wraps the send of WebSocket connections too: every frame to every subscriber paid for a
-    hook that only acts on HTTP response starts."""
+    hook that only acts on HTTP response starts.
+
+    It also gives each HTTP request its id (api/logs.py: the client's sane
+    ``X-Request-Id``, else a new one), kept in a contextvar for every log line of the
+    request (uvicorn's access line included) and returned as ``X-Request-Id``."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await asgi(scope, receive, send)
             return
+        rid = request_id_of(scope["headers"])
+        REQUEST_ID.set(rid)
 
         async def send_with_headers(message: Message) -> None:
             await security_headers(message, scope)  # type: ignore[arg-type]
+            if message["type"] == "http.response.start":
+                message["headers"].append((REQUEST_ID_HEADER, rid))  # type: ignore[attr-defined]
             await send(message)
 
         await asgi(scope, receive, send_with_headers)

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from api.settings import Settings, SettingsError, load_settings
+from api.settings import Settings, SettingsError, jwt_secret, load_settings
 
 T = TypeVar("T")
 
@@ -26,7 +26,6 @@ WRITER_TUNING = {
     "block_ms": "how long a read waits for new entries (default 1000)",
     "min_idle_ms": "reclaim another consumer's entries idle this long (default 30000)",
     "reclaim_interval_ms": "how often idle entries are looked for (default 5000)",
-    "max_deliveries": "dead-letter an entry delivered more often (default 5)",
 }
 
 
@@ -38,11 +37,64 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
-def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
-    )
+def _refuse_seed_in_production(settings: Settings, command: str) -> None:
+    """The seed's demo accounts have published passwords (admin@test.com / Admin123!)."""
+    if settings.production:
+        print(
+            f"onsale: {command} refused with APP_ENV=production: the demo accounts it "
+            "creates have published passwords (admin@test.com / Admin123!)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+
+
+# The start-up reachability check of MONGODB_URI waits this long unless the URI sets its
+# own serverSelectionTimeoutMS (the adapter's 5 s, then uvicorn's traceback, told nothing).
+MONGODB_STARTUP_TIMEOUT_MS = 3000
+
+
+def _redacted(uri: str) -> str:
+    """The URI without its password."""
+    import re
+
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", uri)
+
+
+def _check_mongodb(settings: Settings) -> None:
+    """With MONGODB_URI set, one ping before anything starts: an unreachable server is one
+    line naming the variable and exit code 3, within a few seconds."""
+    uri = settings.mongodb_uri
+    if not uri:
+        return
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    options: dict[str, Any] = {}
+    if "serverselectiontimeoutms" not in uri.lower():
+        options["serverSelectionTimeoutMS"] = MONGODB_STARTUP_TIMEOUT_MS
+    if "connecttimeoutms" not in uri.lower():
+        options["connectTimeoutMS"] = MONGODB_STARTUP_TIMEOUT_MS
+    client: MongoClient[dict[str, Any]] | None = None
+    try:
+        client = MongoClient(uri, **options)
+        client.admin.command("ping")
+    except PyMongoError as e:
+        # pymongo's message carries the topology description after the reason.
+        reason = str(e).split(", Timeout:")[0].split(" (configured timeouts")[0]
+        reason = " ".join(reason.split())[:300]
+        print(f"onsale: MONGODB_URI: cannot reach {_redacted(uri)}: {reason}", file=sys.stderr)
+        raise SystemExit(3) from None
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _logging(settings: Settings) -> dict[str, Any]:
+    """This process's logging (api/logs.py: LOG_FORMAT, LOG_LEVEL); the dictionary is
+    uvicorn's ``log_config``, which every ``--workers N`` child applies too."""
+    from api.logs import configure
+
+    return configure(settings.log_format, settings.log_level)
 
 
 async def _until_signal(stop: asyncio.Event) -> None:
@@ -55,14 +107,25 @@ async def _until_signal(stop: asyncio.Event) -> None:
 def _with_redis(settings: Settings, main: Callable[[str], Coroutine[Any, Any, T]]) -> T:
     """Run ``main(redis_url)`` to completion, with the embedded redis-server started first
     (and stopped after) when REDIS_URL is unset and none is running for DATA_DIR."""
-    from api.runtime import ensure_redis
-
-    url, server = ensure_redis(settings)
+    url, server = _ensure_redis(settings)
     try:
         return asyncio.run(main(url))
     finally:
         if server:
             server.stop()
+
+
+def _ensure_redis(settings: Settings) -> tuple[str, Any]:
+    """api.runtime.ensure_redis, with a missing or broken redis-server binary told in one
+    line (exit 3) instead of a traceback."""
+    from api.runtime import ensure_redis
+    from engine.redis_server import RedisServerError
+
+    try:
+        return ensure_redis(settings)
+    except RedisServerError as e:
+        print(f"onsale: embedded Redis (REDIS_URL unset): {e}", file=sys.stderr)
+        raise SystemExit(3) from None
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -100,6 +163,7 @@ def cmd_sweeper(args: argparse.Namespace) -> int:
     _logging(settings)
     from api.runtime import make_engine, redis_client
     from engine.expiry import ExpiryListener, Sweeper
+    from engine.queue import Admitter, QueueEngine
 
     async def run(url: str) -> None:
         stop = asyncio.Event()
@@ -107,7 +171,10 @@ def cmd_sweeper(args: argparse.Namespace) -> int:
         redis = redis_client(url, settings)
         engine = make_engine(redis, settings)
         await engine.start()
-        tasks = [Sweeper(engine, settings.sweep_interval_s).run(stop)]
+        tasks = [
+            Sweeper(engine, settings.sweep_interval_s).run(stop),
+            Admitter(QueueEngine(engine), settings.admit_interval_s).run(stop),
+        ]
         if not args.no_listener:
             tasks.append(ExpiryListener(engine).run(stop))
         await asyncio.gather(*tasks)
@@ -118,11 +185,13 @@ def cmd_sweeper(args: argparse.Namespace) -> int:
 
 
 def _prepare_shared_env(settings: Settings) -> None:
-    """Values every worker process must share: the JWT secret of a development run."""
-    import os
-
-    if not os.environ.get("JWT_SECRET"):
-        os.environ["JWT_SECRET"] = settings.jwt_secret
+    """Values every worker process must share: the JWT secret of a development run, made
+    once here (DATA_DIR/jwt-secret) before the workers start, and kept across restarts."""
+    try:
+        jwt_secret(settings)
+    except SettingsError as e:
+        print(f"onsale: configuration error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 async def _seed(settings: Settings, url: str) -> None:
@@ -138,8 +207,7 @@ async def _seed(settings: Settings, url: str) -> None:
     store = AsyncStore(open_store(settings.mongodb_uri, settings.data_dir))
     passwords = Passwords(settings.bcrypt_rounds, settings.bcrypt_threads)
     try:
-        report = await seed(store, engine, passwords)
-        print(f"seed: {report.users_created} users, {report.events_created} events created")
+        await seed(store, engine, passwords)  # logs its result (api.seed), once
     finally:
         passwords.close()
         await store.close()
@@ -148,6 +216,8 @@ async def _seed(settings: Settings, url: str) -> None:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     settings = _settings()
+    _refuse_seed_in_production(settings, "seed")
+    _check_mongodb(settings)
     _logging(settings)
     _with_redis(settings, lambda url: _seed(settings, url))
     return 0
@@ -156,11 +226,28 @@ def cmd_seed(args: argparse.Namespace) -> int:
 def cmd_writer(args: argparse.Namespace) -> int:
     """Run one order writer until SIGTERM/SIGINT (the batch in hand is finished)."""
     settings = _settings()
+    _check_mongodb(settings)
     _logging(settings)
     from api.runtime import redis_client
     from persistence.aio import AsyncStore
     from persistence.factory import open_store
-    from persistence.writer import build_writer
+    from persistence.writer import build_writer, replay_dead_letters
+
+    if args.replay_dead:  # put the dead letters back into their order logs, and exit
+
+        async def replay(url: str) -> None:
+            redis = redis_client(url, settings)
+            try:
+                done = await replay_dead_letters(redis)
+            finally:
+                await redis.aclose()
+            print(
+                f"writer: replayed {done.replayed} dead letters into their order logs, "
+                f"{done.kept} left (still not a valid order)"
+            )
+
+        _with_redis(settings, replay)
+        return 0
 
     tuning = {name: value for name in WRITER_TUNING if (value := getattr(args, name)) is not None}
 
@@ -182,33 +269,64 @@ def cmd_writer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    """Run one webhook dispatcher until SIGTERM/SIGINT (attempts in hand finish)."""
+    settings = _settings()
+    _check_mongodb(settings)
+    _logging(settings)
+    from api.runtime import make_engine, redis_client
+    from api.webhooks.dispatcher import DispatchConfig, WebhookDispatcher
+    from persistence.aio import AsyncStore
+    from persistence.factory import open_store
+    from persistence.webhooks import AsyncWebhookStore, open_webhook_store
+
+    async def run(url: str) -> None:
+        stop = asyncio.Event()
+        await _until_signal(stop)
+        redis = redis_client(url, settings)
+        engine = make_engine(redis, settings)
+        await engine.start()
+        store = AsyncStore(open_store(settings.mongodb_uri, settings.data_dir))
+        hooks = AsyncWebhookStore(open_webhook_store(settings.mongodb_uri, settings.data_dir))
+        dispatcher = WebhookDispatcher(
+            redis, engine, hooks, store, DispatchConfig.from_settings(settings), name=args.name
+        )
+        try:
+            await dispatcher.run(stop)
+        finally:
+            await hooks.close()
+            await store.close()
+            await redis.aclose()
+
+    _with_redis(settings, run)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
-    _logging(settings)
+    if args.seed:
+        _refuse_seed_in_production(settings, "serve --seed")
+    _check_mongodb(settings)
+    log_config = _logging(settings)
     import uvicorn
-
-    from api.runtime import ensure_redis
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _prepare_shared_env(settings)
-    url, server = ensure_redis(settings)
+    url, server = _ensure_redis(settings)
     try:
         if args.seed:
             asyncio.run(_seed(settings, url))
         host = args.host or settings.host
         port = args.port or settings.port
-        print(
-            f"onsale: serving on http://{host}:{port} (redis {url}, "
-            f"store {'mongodb' if settings.mongodb_uri else settings.data_dir / 'onsale.db'})",
-            flush=True,
-        )
+        _banner(settings, host, port, url, args)
         options: dict[str, Any] = {
             "factory": True,
             "host": host,
             "port": port,
             "workers": args.workers,
             "log_level": settings.log_level,
-            "access_log": args.access_log,
+            "log_config": log_config,
+            "access_log": args.access_log or settings.access_log,
             "lifespan": "on",
             "ws_max_size": 64 * 1024,
             # The sans-I/O websockets protocol: ~20 % more frames/s than the legacy
@@ -226,7 +344,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "timeout_graceful_shutdown": 10,
         }
         if settings.ws_port is not None and settings.ws_port != port:
-            print(f"onsale: /ws and /socket.io/ also on port {settings.ws_port}", flush=True)
+            logging.getLogger("onsale").info(
+                "/ws and /socket.io/ also on port %d", settings.ws_port
+            )
             config = uvicorn.Config("api.app:app_from_env", **options)
             return _serve_on_two_ports(config, settings.ws_port)
         uvicorn.run("api.app:app_from_env", **options)
@@ -234,6 +354,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if server:
             server.stop()
     return 0
+
+
+def _banner(settings: Settings, host: str, port: int, redis_url: str, args: Any) -> None:
+    """Where everything is, once, before uvicorn starts: the page, the OpenAPI document,
+    the demo accounts (with --seed), the data directory, Redis and the store."""
+    from api.logs import banner
+    from api.seed import USERS
+
+    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    base = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}"
+    redis = redis_url if settings.redis_url else f"embedded redis-server, {redis_url}"
+    store = (
+        f"MongoDB {_redacted(settings.mongodb_uri)}"
+        if settings.mongodb_uri
+        else f"embedded SQLite, {settings.data_dir / 'onsale.db'}"
+    )
+    lines = [
+        f"onsale {settings.app_env}: serving on {base} (listening on {host}:{port})",
+        f"  page      {base}/",
+        f"  OpenAPI   {base}/schema  (browse: {base}/schema/scalar, {base}/schema/swagger)",
+        f"  data      {settings.data_dir.resolve()}  (DATA_DIR)",
+        f"  redis     {redis}",
+        f"  store     {store}",
+    ]
+    demo = [(email, password) for _, email, password, _ in USERS] if args.seed else []
+    accounts = [f"{email} / {password}" for email, password in demo]
+    if accounts:
+        lines.append(f"  demo      {', '.join(accounts)}")
+    banner(
+        settings.log_format,
+        lines,
+        url=f"{base}/",
+        schema=f"{base}/schema",
+        listen=f"{host}:{port}",
+        workers=args.workers,
+        data_dir=str(settings.data_dir.resolve()),
+        redis=_redacted(redis_url),
+        store="mongodb" if settings.mongodb_uri else "sqlite",
+        demo_accounts=[email for email, _ in demo],
+    )
 
 
 def _serve_on_two_ports(config: Any, ws_port: int) -> int:
@@ -292,9 +452,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("writer", help="persist the order streams into the store")
     p.add_argument("--name", default=None, help="consumer name (default host-pid)")
+    p.add_argument(
+        "--replay-dead",
+        action="store_true",
+        help="move the dead letters back into their order logs (the writers store them), "
+        "print how many, and exit",
+    )
     for name, help_text in WRITER_TUNING.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=None, help=help_text)
     p.set_defaults(func=cmd_writer)
+
+    p = sub.add_parser("webhooks", help="deliver the webhooks (own consumer group)")
+    p.add_argument("--name", default=None, help="consumer name (default host-pid)")
+    p.set_defaults(func=cmd_webhooks)
 
     p = sub.add_parser("audit", help="check available + held + sold == total everywhere")
     p.add_argument("--event", action="append", help="only this event (repeatable)")

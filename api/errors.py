@@ -71,6 +71,19 @@ ENGINE_STATUS: dict[type[eng.EngineError], int] = {
     eng.IdempotencyKeyReused: 422,
     eng.EventPast: 409,
     eng.OrderRetired: 409,
+    eng.BuyerLimit: 409,
+    eng.StockAvailable: 409,
+    eng.WaitlistDuplicate: 409,
+    eng.NotInWaitlist: 404,
+    eng.ExtensionRefused: 409,
+    eng.QueueNotFound: 404,
+    eng.QueueNotStarted: 409,
+    eng.NotInQueue: 404,
+    eng.QueueAlreadyOpen: 409,
+    eng.AdmissionRequired: 403,
+    eng.AdmissionInvalid: 403,
+    eng.AdmissionExpired: 403,
+    eng.AdmissionUsed: 403,
 }
 
 

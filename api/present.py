@@ -19,15 +19,20 @@ from api.schemas import (
     EventSalesOut,
     OrderOut,
     OrderPage,
+    PlaceOut,
+    QueueOut,
+    QueueSalesOut,
     Stats,
     TicketOut,
     UserOut,
+    WaitlistEntryOut,
     pagination,
 )
 from api.services.admin import EventSales, Overview
 from api.services.auth import Session
 from api.services.events import LiveCategory, LiveEvent
-from engine.models import EventStock, Order, iso
+from engine.models import EventStock, Order, WaitlistEntry, iso
+from engine.queue import Place, QueueInfo
 from persistence.store import Event, User
 
 _encode_json = msgspec.json.Encoder().encode
@@ -133,6 +138,20 @@ def event_out(event: Event, stock: EventStock | None) -> EventOut:
         and ((stock.state == "open") if stock else event.state == "open"),
         creadoEn=iso(event.created_at),
         actualizadoEn=iso(event.updated_at),
+        maxPorComprador=event.max_per_buyer,
+    )
+
+
+def waitlist_entry_out(entry: WaitlistEntry) -> WaitlistEntryOut:
+    return WaitlistEntryOut(
+        id=entry.id,
+        eventoId=entry.event_id,
+        categoriaId=entry.category_id,
+        cantidad=entry.quantity,
+        posicion=entry.position,
+        estado=entry.status,
+        ordenId=entry.order_id,
+        ofertaExpiraEn=iso(entry.offer_expires_at) if entry.offer_expires_at else None,
     )
 
 
@@ -188,6 +207,7 @@ def sales_out(sales: EventSales) -> EventSalesOut:
                 retenidos=c.held,
                 disponibles=c.available,
                 ingresos=c.revenue,
+                enEspera=c.waiting,
             )
             for c in sales.categories
         ],
@@ -196,4 +216,50 @@ def sales_out(sales: EventSales) -> EventSalesOut:
         retenidos=sales.held,
         disponibles=sales.available,
         ingresos=sales.revenue,
+        cola=queue_sales_out(sales.queue, sales.queue_outflow) if sales.queue else None,
+    )
+
+
+def queue_out(info: QueueInfo, state: str) -> QueueOut:
+    return QueueOut(
+        eventoId=info.event_id,
+        estado=state,
+        abreEn=iso(info.opens_at_ms),
+        enCola=info.waiting,
+        admitidos=info.admitted,
+        compromisoSemilla=info.commitment,
+        semilla=info.seed,
+        admisionesPorMinuto=info.admissions_per_minute,
+        minutosAdmision=round(info.admission_ms / 60_000, 4),
+        preColaMinutos=info.pre_queue_minutes,
+        entradasPorAdmision=info.tickets_per_admission,
+        latidoSegundos=info.heartbeat_s,
+    )
+
+
+def place_out(place: Place) -> PlaceOut:
+    return PlaceOut(
+        eventoId=place.event_id,
+        estado=place.status,
+        posicion=place.position,
+        delante=place.ahead,
+        esperaEstimadaSegundos=place.eta_s,
+        entradasRestantes=place.tickets_left,
+        admisionToken=place.token,
+        admisionExpiraEn=iso(place.token_expires_ms) if place.token_expires_ms else None,
+    )
+
+
+def queue_sales_out(info: QueueInfo, outflow: int) -> QueueSalesOut:
+    return QueueSalesOut(
+        estado=info.state,
+        enCola=info.waiting,
+        admitidos=info.admitted,
+        admitidosSinReserva=info.outstanding,
+        convertidos=info.converted,
+        perdidos=info.lost,
+        caducados=info.expired,
+        salidaPorMinuto=outflow,
+        agotadoEn=iso(info.sold_out_at_ms) if info.sold_out_at_ms else None,
+        abiertaEn=iso(info.opened_at_ms) if info.opened_at_ms else None,
     )

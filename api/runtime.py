@@ -107,6 +107,10 @@ def engine_config(settings: Settings) -> EngineConfig:
         low_stock_threshold=settings.low_stock_threshold,
         idempotency_ttl_s=settings.idempotency_ttl_s,
         order_retention_ms=max(1, round(settings.order_retention_s * 1000)),
+        offer_ttl_ms=max(1, round(settings.waitlist_offer_s * 1000)),
+        hold_extensions=settings.hold_extensions,
+        hold_extension_ms=max(1, round(settings.hold_extension_s * 1000)),
+        hold_max_total_ms=max(1, round(settings.hold_max_total_s * 1000)),
     )
 
 

@@ -30,6 +30,7 @@ Password = Annotated[str, Meta(min_length=1, max_length=1024)]
 Money = Annotated[float, Meta(ge=0, le=1_000_000)]
 Quantity = Annotated[int, Meta(ge=1, le=1000)]
 Capacity = Annotated[int, Meta(ge=0, le=10_000_000)]
+PerBuyer = Annotated[int, Meta(ge=1, le=10_000_000, description="tickets per buyer per event")]
 OrderState = OrderStatus
 
 
@@ -88,6 +89,7 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True):
     precioBase: Money
     descripcion: Text = ""
     categorias: Annotated[list[CategoryIn], Meta(max_length=50)] = []
+    maxPorComprador: PerBuyer | None = None
 
 
 class EventPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -98,6 +100,8 @@ class EventPatch(msgspec.Struct, forbid_unknown_fields=True):
     capacidadTotal: Capacity | None = None
     precioBase: Money | None = None
     enVenta: bool | None = None
+    maxPorComprador: PerBuyer | msgspec.UnsetType | None = msgspec.UNSET
+    """null removes the cap; absent keeps it."""
 
 
 class CategoryOut(msgspec.Struct):
@@ -123,6 +127,7 @@ class EventOut(msgspec.Struct):
     enVenta: bool
     creadoEn: str
     actualizadoEn: str
+    maxPorComprador: int | None = None
 
 
 # -- orders ------------------------------------------------------------------------------
@@ -141,6 +146,22 @@ class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
 class ConfirmIn(msgspec.Struct, forbid_unknown_fields=True):
     metodoPago: Annotated[str, Meta(min_length=1, max_length=50)]
     transactionId: Annotated[str, Meta(min_length=1, max_length=128)]
+
+
+class WaitlistIn(msgspec.Struct, forbid_unknown_fields=True):
+    categoriaId: Id
+    cantidad: Quantity
+
+
+class WaitlistEntryOut(msgspec.Struct):
+    id: str
+    eventoId: str
+    categoriaId: str
+    cantidad: int
+    posicion: int | None
+    estado: str
+    ordenId: str | None = None
+    ofertaExpiraEn: str | None = None
 
 
 class TicketOut(msgspec.Struct):
@@ -203,6 +224,8 @@ class CategorySalesOut(msgspec.Struct):
     retenidos: int
     disponibles: int
     ingresos: float
+    enEspera: int = 0
+    """Waitlist entries still waiting for this category."""
 
 
 class EventSalesOut(msgspec.Struct):
@@ -214,7 +237,126 @@ class EventSalesOut(msgspec.Struct):
     retenidos: int
     disponibles: int
     ingresos: float
+    cola: QueueSalesOut | None = None
+    """The admission queue, when the event has one."""
 
 
 def pagination(page: int, limit: int, total: int) -> Pagination:
     return Pagination(page=page, limit=limit, total=total, totalPages=(total + limit - 1) // limit)
+
+
+# -- webhooks (SPEC 11.1) ---------------------------------------------------------------
+
+WebhookType = Annotated[
+    str,
+    Meta(
+        pattern=r"^(order\.created|order\.confirmed|order\.cancelled|order\.expired"
+        r"|event\.sold_out|event\.updated|webhook\.test)$",
+        description="a webhook message type",
+    ),
+]
+
+
+class WebhookIn(msgspec.Struct, forbid_unknown_fields=True):
+    url: Annotated[str, Meta(min_length=8, max_length=2048)]
+    eventos: Annotated[list[WebhookType], Meta(min_length=1, max_length=7)]
+    eventoId: Annotated[str, Meta(pattern=f"^{ID_PATTERN}$")] | None = None
+
+
+class WebhookOut(msgspec.Struct, omit_defaults=True):
+    id: str
+    url: str
+    eventos: list[str]
+    eventoId: str | None
+    activo: bool
+    creadoEn: str
+    motivoDesactivacion: str | None = None
+    desactivadoEn: str | None = None
+
+
+class WebhookCreated(msgspec.Struct):
+    """The one answer that carries the signing secret."""
+
+    id: str
+    url: str
+    eventos: list[str]
+    eventoId: str | None
+    activo: bool
+    secreto: str
+    creadoEn: str
+
+
+class WebhookPage(msgspec.Struct):
+    data: list[WebhookOut]
+    pagination: Pagination
+
+
+class DeliveryOut(msgspec.Struct):
+    id: str
+    tipo: str
+    estado: str
+    intentos: int
+    ultimoCodigo: int | None
+    latenciaMs: int | None
+    creadoEn: str
+    ultimoError: str | None = None
+
+
+class DeliveryPage(msgspec.Struct):
+    data: list[DeliveryOut]
+    pagination: Pagination
+
+
+# -- admission queue (SPEC 10.1) -----------------------------------------------------------
+
+
+class QueueIn(msgspec.Struct, forbid_unknown_fields=True):
+    abreEn: datetime
+    preColaMinutos: Annotated[float, Meta(ge=0, le=7 * 24 * 60)] = 30
+    admisionesPorMinuto: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+    minutosAdmision: Annotated[float, Meta(ge=0.01, le=24 * 60)] = 10
+    entradasPorAdmision: Annotated[int, Meta(ge=1, le=1000)] = 2
+    latidoSegundos: Annotated[int, Meta(ge=1, le=3600)] = 30
+
+
+class QueueOut(msgspec.Struct):
+    eventoId: str
+    estado: str
+    abreEn: str
+    enCola: int
+    admitidos: int
+    compromisoSemilla: str
+    admisionesPorMinuto: int | None
+    minutosAdmision: float
+    semilla: str | None = None
+    preColaMinutos: float = 30
+    entradasPorAdmision: int = 2
+    latidoSegundos: int = 30
+
+
+class PlaceOut(msgspec.Struct):
+    eventoId: str
+    estado: str
+    posicion: int | None
+    delante: int | None
+    esperaEstimadaSegundos: int | None
+    entradasRestantes: int
+    admisionToken: str | None = None
+    admisionExpiraEn: str | None = None
+
+
+class QueueSalesOut(msgspec.Struct):
+    """The admission queue in the organizer's sales view."""
+
+    estado: str
+    enCola: int
+    admitidos: int
+    admitidosSinReserva: int
+    """Admitted buyers who have not held yet (``holding`` is those who did: ``convertidos``)."""
+    convertidos: int
+    perdidos: int
+    caducados: int
+    salidaPorMinuto: int
+    """Admissions in the last minute (the measured outflow)."""
+    agotadoEn: str | None = None
+    abiertaEn: str | None = None

@@ -22,7 +22,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.security.jwt import JWTAuth, Token
 
 from api.jwt_cache import CachingJWTAuthenticationMiddleware, user_exists
-from api.settings import Settings
+from api.settings import Settings, jwt_secret
 from engine.core import Engine
 from engine.vocabulary import ROLES, Role
 
@@ -123,7 +123,7 @@ PUBLIC_PATHS = [
 def make_jwt_auth(settings: Settings) -> JWTAuth[Principal, Token]:
     return JWTAuth[Principal, Token](
         retrieve_user_handler=retrieve_principal,
-        token_secret=settings.jwt_secret,
+        token_secret=jwt_secret(settings),
         algorithm="HS256",
         default_token_expiration=timedelta(seconds=settings.jwt_expires_in),
         exclude=PUBLIC_PATHS,
@@ -178,21 +178,24 @@ def organizer_or_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRo
 
 
 class RateLimiter:
-    """Fixed one-minute windows counted in Redis (one INCR script, batched with the
-    engine's other calls), so the limit holds across every API process (Litestar's
-    RateLimitMiddleware reads then writes its store, which lets concurrent requests on
-    several workers through, and keys only by address)."""
+    """Fixed windows (one minute unless ``window_s`` says otherwise) counted in Redis (one
+    INCR script, batched with the engine's other calls), so the limit holds across every
+    API process (Litestar's RateLimitMiddleware reads then writes its store, which lets
+    concurrent requests on several workers through, and keys only by address).
+    ``per_minute`` is the hits allowed per window; 0 is no limit."""
 
-    def __init__(self, engine: Engine, per_minute: int) -> None:
+    def __init__(self, engine: Engine, per_minute: int, window_s: int = 60) -> None:
         self.engine = engine
         self.per_minute = per_minute
+        self.window_s = window_s
 
     async def hit(self, scope: str, subject: str) -> int | None:
         """None when allowed, else seconds until the window resets."""
         if self.per_minute <= 0:
             return None
         now = time.time()
-        count = await self.engine.count_hit(scope, subject, int(now // 60), 120)
+        window = self.window_s
+        count = await self.engine.count_hit(scope, subject, int(now // window), 2 * window)
         if count > self.per_minute:
-            return max(1, int(60 - now % 60))
+            return max(1, int(window - now % window))
         return None

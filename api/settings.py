@@ -1,11 +1,14 @@
 """The one settings object, built from the environment (and a ``.env`` file) at start-up.
 
 A bad value raises :class:`SettingsError` whose message is one line naming the variable;
-the CLI prints it and exits non-zero.
+the CLI prints it and exits non-zero. Building the settings reads nothing but the
+environment and the ``.env`` file (python-dotenv: quotes, ``export`` and inline comments);
+:func:`jwt_secret` is the one thing kept on disk (the development secret, DATA_DIR).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -14,9 +17,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from dotenv import dotenv_values
+
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _MEMORY = re.compile(r"^\d+(b|k|kb|m|mb|g|gb)?$")
+DEV_SECRET_FILE = "jwt-secret"  # noqa: S105 (a file name, under DATA_DIR)
 WEAK_SECRETS = {"your-super-secure-secret-key-change-in-production", "secret", "changeme"}
 
 
@@ -35,16 +41,24 @@ class Settings:
     redis_timeout_s: float = 2.0
     mongodb_uri: str | None = None
     data_dir: Path = Path("var")
-    jwt_secret: str = field(default="", repr=False)
+    jwt_secret: str = field(default="", repr=False)  # "": see jwt_secret() below
     jwt_expires_in: int = 7 * 86400
     reservation_timeout_s: float = 600.0
     low_stock_threshold: float = 0.1
     max_tickets_per_order: int = 10
+    hold_extensions: int = 1  # HOLD_EXTENSIONS: extensions a hold may get
+    hold_extension_s: float = 300.0  # HOLD_EXTENSION_MINUTES: what each adds
+    hold_max_total_s: float = 1200.0  # HOLD_MAX_TOTAL_MINUTES: longest hold since creation
+    waitlist_offer_s: float = 300.0  # WAITLIST_OFFER_MINUTES: a waitlist offer's hold
     rate_limit_per_minute: int = 120
     confirm_durability: str = "redis"
     confirm_store_timeout_s: float = 5.0
     log_level: str = "info"
+    log_format: str = "text"  # "json" or "text" (api/logs.py)
+    access_log: bool = False
     sweep_interval_s: float = 1.0
+    admit_interval_s: float = 0.2  # ADMIT_INTERVAL_SECONDS: the admitter's poll while queues exist
+    queue_heartbeats_per_minute: int = 60  # QUEUE_HEARTBEATS_PER_MINUTE: per buyer and event
     run_writer: bool = True
     writer_linger_ms: int = 20
     run_expiry: bool = True
@@ -58,6 +72,21 @@ class Settings:
     redis_maxmemory: str = "1gb"  # the embedded redis-server's maxmemory ("0": no limit)
     idempotency_ttl_s: int = 86_400
     order_retention_s: float = 600.0
+    events_per_hour: int = 30  # events an organizer may create per hour (0: no limit)
+    ws_max_per_user: int = 20  # real-time sockets per user, per process (0: no limit)
+    ws_max_per_address: int = 200  # real-time sockets per client address, per process
+    ws_max_streams: int = 5000  # feed streams one process tails (events watched)
+    metrics_token: str = field(default="", repr=False)  # per-event /metrics series
+    run_webhooks: bool = True  # the webhook dispatcher inside `onsale serve`
+    webhook_allow_private: bool = False  # production: allow private/loopback receivers
+    webhook_timeout_s: float = 10.0  # one attempt: a 2xx within this is a success
+    webhook_retry_hours: float = 24.0  # retried this long after creation, then FAILED
+    webhook_retry_base_s: float = 5.0  # first retry delay, doubling (with jitter)
+    webhook_retry_max_s: float = 3600.0  # cap of one retry delay
+    webhook_concurrency: int = 32  # attempts in flight per dispatcher process
+    webhook_per_endpoint: int = 8  # attempts in flight per endpoint
+    webhook_disable_failures: int = 20  # consecutive failures that may disable ...
+    webhook_disable_hours: float = 24.0  # ... once failing at least this long
 
     @property
     def production(self) -> bool:
@@ -69,21 +98,13 @@ class Settings:
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines of a .env file (comments, blank lines and quotes handled)."""
-    values: dict[str, str] = {}
+    """KEY=VALUE lines of a .env file, read by python-dotenv (comments, inline comments
+    after an unquoted value, quotes, ``export``); no ``${VAR}`` expansion, so a secret
+    with a ``$`` is read as written."""
     if not path.is_file():
-        return values
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        key = key.strip().removeprefix("export ").strip()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        values[key] = value
-    return values
+        return {}
+    values = dotenv_values(path, interpolate=False, encoding="utf-8")
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def parse_duration(name: str, raw: str) -> int:
@@ -147,13 +168,21 @@ def _memory(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def _metrics_token(env: Mapping[str, str]) -> str:
+    token = env.get("METRICS_TOKEN", "").strip()
+    if token and len(token.encode()) < 16:
+        raise SettingsError("METRICS_TOKEN: at least 16 bytes")
+    return token
+
+
 def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
-    """Settings from ``environ`` (default: os.environ over ./.env)."""
+    """Settings from ``environ`` (default: os.environ) over ``dotenv`` (default: ./.env
+    when ``environ`` is not given; no file when it is, unless ``dotenv`` is named)."""
     if environ is None:
         env = read_dotenv(dotenv or Path(".env"))
         env.update(os.environ)
     else:
-        env = dict(environ)
+        env = {**(read_dotenv(dotenv) if dotenv else {}), **environ}
     app_env = _choice(env, "APP_ENV", "development", ("development", "test", "production"))
 
     redis_url = env.get("REDIS_URL", "").strip() or None
@@ -171,8 +200,6 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
             raise SettingsError("JWT_SECRET: too weak for production (>= 32 bytes, not a default)")
     elif secret and len(secret.encode()) < 16:
         raise SettingsError("JWT_SECRET: at least 16 bytes (32 required in production)")
-    if not secret:
-        secret = secrets.token_urlsafe(48)
 
     ws_port_raw = env.get("WS_PORT", "").strip()
     ws_port = _int(env, "WS_PORT", 0, 1, 65535) if ws_port_raw else None
@@ -194,13 +221,23 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         * _float(env, "ORDER_RESERVATION_TIMEOUT_MINUTES", 10.0, 0.001, 24 * 60),
         low_stock_threshold=_float(env, "LOW_STOCK_THRESHOLD", 0.1, 0.0, 1_000_000),
         max_tickets_per_order=_int(env, "MAX_TICKETS_PER_ORDER", 10, 1, 1000),
+        hold_extensions=_int(env, "HOLD_EXTENSIONS", 1, 0, 100),
+        hold_extension_s=60 * _float(env, "HOLD_EXTENSION_MINUTES", 5.0, 0.001, 24 * 60),
+        hold_max_total_s=60 * _float(env, "HOLD_MAX_TOTAL_MINUTES", 20.0, 0.001, 7 * 24 * 60),
+        waitlist_offer_s=60 * _float(env, "WAITLIST_OFFER_MINUTES", 5.0, 0.001, 24 * 60),
         rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 120, 0, 10_000_000),
         confirm_durability=_choice(
             env, "CONFIRM_DURABILITY", "redis", ("redis", "replica", "store")
         ),
         confirm_store_timeout_s=_float(env, "CONFIRM_STORE_TIMEOUT_SECONDS", 5.0, 0.1, 120),
         log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+        log_format=_choice(
+            env, "LOG_FORMAT", "json" if app_env == "production" else "text", ("json", "text")
+        ),
+        access_log=_bool(env, "ACCESS_LOG", app_env == "production"),
         sweep_interval_s=_float(env, "SWEEP_INTERVAL_SECONDS", 1.0, 0.05, 3600),
+        admit_interval_s=_float(env, "ADMIT_INTERVAL_SECONDS", 0.2, 0.01, 60),
+        queue_heartbeats_per_minute=_int(env, "QUEUE_HEARTBEATS_PER_MINUTE", 60, 0, 100_000),
         run_writer=_bool(env, "RUN_WRITER", True),
         writer_linger_ms=_int(env, "WRITER_LINGER_MS", 20, 0, 1000),
         run_expiry=_bool(env, "RUN_EXPIRY", True),
@@ -216,7 +253,53 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         redis_maxmemory=_memory(env, "REDIS_MAXMEMORY", "1gb"),
         idempotency_ttl_s=3600 * _int(env, "IDEMPOTENCY_TTL_HOURS", 24, 1, 24 * 365),
         order_retention_s=60 * _float(env, "ORDER_RETENTION_MINUTES", 10.0, 0.001, 7 * 24 * 60),
+        events_per_hour=_int(env, "EVENTS_PER_HOUR", 30, 0, 1_000_000),
+        ws_max_per_user=_int(env, "WS_MAX_PER_USER", 20, 0, 1_000_000),
+        ws_max_per_address=_int(env, "WS_MAX_PER_ADDRESS", 200, 0, 10_000_000),
+        ws_max_streams=_int(env, "WS_MAX_STREAMS", 5000, 1, 1_000_000),
+        metrics_token=_metrics_token(env),
+        run_webhooks=_bool(env, "RUN_WEBHOOKS", True),
+        webhook_allow_private=_bool(env, "WEBHOOK_ALLOW_PRIVATE", False),
+        webhook_timeout_s=_float(env, "WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.05, 60),
+        webhook_retry_hours=_float(env, "WEBHOOK_RETRY_HOURS", 24.0, 0.0001, 24 * 30),
+        webhook_retry_base_s=_float(env, "WEBHOOK_RETRY_BASE_SECONDS", 5.0, 0.01, 3600),
+        webhook_retry_max_s=_float(env, "WEBHOOK_RETRY_MAX_SECONDS", 3600.0, 0.01, 86_400),
+        webhook_concurrency=_int(env, "WEBHOOK_CONCURRENCY", 32, 1, 10_000),
+        webhook_per_endpoint=_int(env, "WEBHOOK_PER_ENDPOINT", 8, 1, 10_000),
+        webhook_disable_failures=_int(env, "WEBHOOK_DISABLE_FAILURES", 20, 1, 1_000_000),
+        webhook_disable_hours=_float(env, "WEBHOOK_DISABLE_HOURS", 24.0, 0.0, 24 * 365),
     )
+
+
+def jwt_secret(settings: Settings) -> str:
+    """The HS256 key: ``JWT_SECRET`` when set (always in production), else the development
+    secret kept in ``DATA_DIR/jwt-secret`` (mode 0600), generated by the first process that
+    needs it, so tokens survive a restart on the same DATA_DIR. Created atomically (written
+    aside, then hard-linked into place, which never replaces a file): processes starting
+    together all read the one that won."""
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    path = settings.data_dir / DEV_SECRET_FILE
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_urlsafe(48) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        secret = path.read_text().strip()
+    except OSError as e:
+        raise SettingsError(f"JWT_SECRET: unset, and {path} cannot be used: {e}") from None
+    if len(secret.encode()) < 32:
+        raise SettingsError(f"JWT_SECRET: unset, and {path} is too short (delete it)")
+    return secret
 
 
 @lru_cache(maxsize=1)

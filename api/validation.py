@@ -239,11 +239,13 @@ def _error(field: str, message: str) -> dict[str, str]:
 
 
 def body_errors(raw: bytes, type_: Any) -> list[dict[str, str]]:
-    """Every invalid field of a JSON body that failed to decode as ``type_``."""
+    """Every invalid field of a JSON body that failed to decode as ``type_``. Raises
+    :class:`InvalidJSON` if it is not JSON after all (the typed decoder stops at the first
+    invalid field, before it reaches, say, a trailing comma)."""
     try:
         value = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        return []
+    except msgspec.DecodeError as e:
+        raise InvalidJSON(str(e)) from None
     return _problems(value, type_, "")
 
 

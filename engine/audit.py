@@ -3,7 +3,10 @@
 Per event and category: ``available + held + sold == total``, all >= 0. Beyond the
 counters, the live orders must agree with them: ``held`` equals the tickets of RESERVED
 orders, ``sold`` equals the tickets of CONFIRMED orders (for orders Redis still holds),
-and every RESERVED order has a deadline in the sorted set.
+and every RESERVED order has a deadline in the sorted set. ``available`` is what is on
+sale; tickets set aside for a category's waitlist (returned, about to be offered) count
+beside it: ``available + set_aside + held + sold == total``. Waitlist offers are RESERVED
+orders, so they count as held. The buyer counts (the buyer cap) add up to held + sold.
 """
 
 from __future__ import annotations
@@ -61,15 +64,24 @@ async def audit(engine: Engine, event_ids: list[str] | None = None) -> AuditRepo
         for c in stock.categories:
             report.categories += 1
             problems = []
-            if min(c.available, c.held, c.sold, c.total) < 0:
+            if min(c.available, c.held, c.sold, c.total, c.set_aside, c.waiting) < 0:
                 problems.append(f"negative counter: {c}")
-            if c.available + c.held + c.sold != c.total:
+            if c.available + c.set_aside + c.held + c.sold != c.total:
                 problems.append(
-                    f"available {c.available} + held {c.held} + sold {c.sold} != total {c.total}"
+                    f"available {c.available} + set aside {c.set_aside} + held {c.held}"
+                    f" + sold {c.sold} != total {c.total}"
                 )
+            if c.set_aside and not c.waiting:
+                problems.append(f"{c.set_aside} tickets set aside for an empty waitlist")
             if held[c.id] != c.held:
                 problems.append(f"held counter {c.held} but RESERVED orders hold {held[c.id]}")
             if sold[c.id] > c.sold:
                 problems.append(f"sold counter {c.sold} but CONFIRMED orders hold {sold[c.id]}")
             report.violations += [Violation(event_id, c.id, p) for p in problems]
+        counted = sum((await engine.buyer_counts(event_id)).values())
+        committed = sum(c.held + c.sold for c in stock.categories)
+        if counted != committed:
+            report.violations.append(
+                Violation(event_id, None, f"buyer counts add up to {counted}, not {committed}")
+            )
     return report

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +37,13 @@ from engine.models import (
     CategoryStock,
     EventStock,
     HoldResult,
+    Offer,
     Order,
+    WaitlistEntry,
+    decode_entry,
     decode_order,
     event_of_order,
+    new_id,
     new_order_id,
 )
 from engine.scripts import Scripts
@@ -50,6 +54,8 @@ log = logging.getLogger(__name__)
 RECENT_KEEP = 200  # a user's recent orders remembered for read-your-writes
 RECENT_TTL_S = 3600
 RETIRE_CHUNK = 1000  # retired members per script call
+WAITLISTS_KEEP = 50  # events a user's room follows for their waitlist entries, at most
+WAITLIST_FOLLOW_S = 7 * 86_400  # ... for this long after they last joined one
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,23 @@ class EngineConfig:
     batching: bool = True
     idempotency_ttl_s: int = 86_400  # how long a user's Idempotency-Key is remembered
     order_retention_ms: int = 600_000  # a finished, stored order stays in Redis this long
+    offer_ttl_ms: int = 300_000  # a waitlist offer's hold lifetime (WAITLIST_OFFER_MINUTES)
+    hold_extensions: int = 1  # extensions per hold (HOLD_EXTENSIONS)
+    hold_extension_ms: int = 300_000  # each (HOLD_EXTENSION_MINUTES)
+    hold_max_total_ms: int = 1_200_000  # longest hold since creation (HOLD_MAX_TOTAL_MINUTES)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """One event's sweep: holds released, and the earliest deadline left in its due set
+    (None when empty) with the server time the sweep ran at (both epoch ms)."""
+
+    released: int
+    next_deadline_ms: int | None
+    now_ms: int
+
+
+DeadlineWatcher = Callable[[str, int, int], None]
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
@@ -102,6 +125,15 @@ class Engine:
         self.redis = redis
         self.config = config or EngineConfig()
         self.scripts = Scripts(redis)
+        self.deadline_watchers: list[DeadlineWatcher] = []
+
+    def note_deadline(self, event_id: str, deadline_ms: int, now_ms: int) -> None:
+        """Tell this process's watchers (the sweeper) that a hold of ``event_id`` is due at
+        ``deadline_ms``, set by a script whose server clock read ``now_ms``. Called for
+        every hold made here; a script that makes a nearer deadline (a waitlist offer)
+        should call it too. Sync and cheap: a watcher only plans a wake-up."""
+        for watch in self.deadline_watchers:
+            watch(event_id, deadline_ms, now_ms)
 
     async def start(self) -> None:
         await self.scripts.load()
@@ -122,11 +154,13 @@ class Engine:
         low_stock_threshold: float | None = None,
         max_per_order: int | None = None,
         starts_at: int | None = None,
+        max_per_buyer: int | None = None,
     ) -> int:
         """Create (or re-arm) an event's live inventory. Returns categories newly armed.
 
         ``starts_at`` is the event's date (epoch ms): from then on holds are refused
-        (:class:`EventPast`), by the server clock; None keeps the armed date, if any."""
+        (:class:`EventPast`), by the server clock; None keeps the armed date, if any.
+        ``max_per_buyer`` caps a buyer's tickets in the event, held plus sold (None: no cap)."""
         self._check_id(event_id)
         cats = list(categories)
         args: list[Any] = [
@@ -138,6 +172,7 @@ class Engine:
             max_per_order if max_per_order is not None else self.config.max_per_order,
             self.config.feed_maxlen,
             "" if starts_at is None else int(starts_at),
+            max_per_buyer or 0,
             len(cats),
         ]
         for c in cats:
@@ -165,6 +200,48 @@ class Engine:
             raise refusal(code, payload)
         return int(payload)
 
+    def _slots(self, event_id: str) -> tuple[list[str], list[str]]:
+        """Fresh order ids a releasing script may use for waitlist offers, and their timers."""
+        ids = [new_order_id(event_id) for _ in range(keys.OFFER_SLOTS)]
+        return ids, keys.offer_slots(event_id, ids)
+
+    def _waitlist_keys(self, event_id: str) -> list[str]:
+        return [keys.buyers(event_id), keys.waitlist(event_id), keys.waitlist_queue(event_id)]
+
+    async def _offered(self, event_id: str, raw: Any, pending: Any = 0) -> list[Offer]:
+        """After a releasing script: the offers it made reach their buyers' order lists
+        and this process's sweeper; tickets it left set aside are offered on."""
+        offers = [_offer(text(item)) for item in raw or ()]
+        for _ in range(100):  # bounded: each round offers up to OFFER_SLOTS entries
+            if not int(pending or 0):
+                break
+            ids, timers = self._slots(event_id)
+            more = await self._run(
+                "offer_waitlist",
+                [
+                    keys.inventory(event_id),
+                    keys.orders(event_id),
+                    keys.deadlines(event_id),
+                    keys.feed(event_id),
+                    keys.order_log(event_id),
+                    *self._waitlist_keys(event_id),
+                    *timers,
+                ],
+                [event_id, self.config.feed_maxlen, self.config.offer_ttl_ms, *ids],
+            )
+            offers += [_offer(text(item)) for item in more[0] or ()]
+            pending = more[1]
+        for offer in offers:
+            created = offer.expires_at - self.config.offer_ttl_ms
+            if self.deadline_watchers:
+                self.note_deadline(event_id, offer.expires_at, created)
+            await self._run(
+                "remember_order",
+                [keys.user_orders(offer.user_id)],
+                [offer.order_id, int(time.time() * 1000), RECENT_KEEP, RECENT_TTL_S],
+            )
+        return offers
+
     async def remove_category(self, event_id: str, category_id: str) -> None:
         code, payload = await self._adjust(event_id, category_id, -1, 0, "")
         if code < 0:
@@ -173,13 +250,32 @@ class Engine:
     async def _adjust(
         self, event_id: str, category_id: str, total: int, price: float, name: str
     ) -> tuple[int, str]:
-        return _reply(
-            await self.scripts.call(
-                "adjust_category",
-                [keys.inventory(event_id), keys.feed(event_id)],
-                [event_id, category_id, total, price, name, self.config.feed_maxlen],
-            )
+        ids, timers = self._slots(event_id)
+        raw = await self.scripts.call(
+            "adjust_category",
+            [
+                keys.inventory(event_id),
+                keys.feed(event_id),
+                keys.orders(event_id),
+                keys.deadlines(event_id),
+                keys.order_log(event_id),
+                *self._waitlist_keys(event_id),
+                *timers,
+            ],
+            [
+                event_id,
+                category_id,
+                total,
+                price,
+                name,
+                self.config.feed_maxlen,
+                self.config.offer_ttl_ms,
+                *ids,
+            ],
         )
+        if len(raw) > 2:
+            await self._offered(event_id, raw[2], raw[3])
+        return _reply(raw)
 
     async def set_state(
         self,
@@ -190,9 +286,11 @@ class Engine:
         low_stock_threshold: float | None = None,
         max_per_order: int | None = None,
         starts_at: int | None = None,
+        max_per_buyer: int | None = None,
     ) -> str:
         """Open, close or delete an event for sale, or move its date (``starts_at``,
-        epoch ms); publishes ``event:update``."""
+        epoch ms), or set its buyer cap (``max_per_buyer``: 0 removes it, None keeps it);
+        publishes ``event:update``."""
         if state not in ("open", "closed", "deleted"):
             raise InvalidRequest(f"unknown state {state}")
         code, payload = _reply(
@@ -207,6 +305,7 @@ class Engine:
                     "" if low_stock_threshold is None else low_stock_threshold,
                     "" if max_per_order is None else max_per_order,
                     "" if starts_at is None else int(starts_at),
+                    "" if max_per_buyer is None else int(max_per_buyer),
                 ],
             )
         )
@@ -310,6 +409,7 @@ class Engine:
             keys.timer(event_id, order_id),
             ek.feed,
             ek.order_log,
+            ek.buyers,
         ]
         if remember and self.config.batching:
             held = self.scripts.batched("hold_tickets", hold_keys, args)
@@ -334,6 +434,8 @@ class Engine:
         if code < 0:
             raise refusal(code, payload)
         result = HoldResult(decode_order(payload), created=code == 0)
+        if result.created and self.deadline_watchers:
+            self.note_deadline(event_id, result.order.expires_at, result.order.created_at)
         if record:
             return await self._remember_key(record, fingerprint, result)
         return result
@@ -402,6 +504,7 @@ class Engine:
         acknowledging raises :class:`NotReplicated`: the order is confirmed on the primary,
         and the same confirm retried is safe (it confirms nothing twice and waits again)."""
         event_id, ks = self._order_keys(order_id, timer=True)
+        ks.append(keys.waitlist(event_id))
         args: list[Any] = [
             order_id,
             user_id,
@@ -435,18 +538,28 @@ class Engine:
 
     async def cancel(self, order_id: str, user_id: str, *, is_admin: bool = False) -> HoldResult:
         """Cancel a held order; its stock returns at once. Idempotent."""
-        _, ks = self._order_keys(order_id, timer=True)
-        code, payload = _reply(
-            await self._run(
-                "cancel_order",
-                ks,
-                [order_id, user_id, "1" if is_admin else "0", self.config.feed_maxlen],
-            )
+        event_id, ks = self._order_keys(order_id, timer=True)
+        ids, timers = self._slots(event_id)
+        raw = await self._run(
+            "cancel_order",
+            [*ks, *self._waitlist_keys(event_id), *timers],
+            [
+                order_id,
+                user_id,
+                "1" if is_admin else "0",
+                self.config.feed_maxlen,
+                event_id,
+                self.config.offer_ttl_ms,
+                *ids,
+            ],
         )
+        code, payload = _reply(raw)
         if code < 0:
             err = refusal(code, payload)
             self._attach_order(err, payload)
             raise err
+        if len(raw) > 2:
+            await self._offered(event_id, raw[2], raw[3])
         return HoldResult(decode_order(payload), created=code == 0)
 
     @staticmethod
@@ -456,25 +569,34 @@ class Engine:
 
     async def expire(self, event_id: str, order_id: str) -> bool:
         """Release one due hold (idempotent). True when this call released it."""
-        code, _ = _reply(
-            await self._run(
-                "expire_hold",
-                [
-                    keys.inventory(event_id),
-                    keys.orders(event_id),
-                    keys.deadlines(event_id),
-                    keys.feed(event_id),
-                    keys.order_log(event_id),
-                ],
-                [order_id, self.config.feed_maxlen],
-            )
+        ids, timers = self._slots(event_id)
+        raw = await self._run(
+            "expire_hold",
+            [
+                keys.inventory(event_id),
+                keys.orders(event_id),
+                keys.deadlines(event_id),
+                keys.feed(event_id),
+                keys.order_log(event_id),
+                *self._waitlist_keys(event_id),
+                *timers,
+            ],
+            [order_id, self.config.feed_maxlen, event_id, self.config.offer_ttl_ms, *ids],
         )
+        code = int(raw[0])
+        if len(raw) > 2 and (raw[2] or int(raw[3])):
+            await self._offered(event_id, raw[2], raw[3])
         return code == 1
 
     async def sweep_event(self, event_id: str) -> int:
         """Release every due hold of one event, in bounded batches. Returns the count."""
+        return (await self.sweep(event_id)).released
+
+    async def sweep(self, event_id: str) -> SweepResult:
+        """:meth:`sweep_event`, also returning the event's next deadline (no extra call)."""
         released = 0
         while True:
+            ids, timers = self._slots(event_id)
             raw = await self.scripts.call(
                 "sweep_due",
                 [
@@ -483,12 +605,159 @@ class Engine:
                     keys.deadlines(event_id),
                     keys.feed(event_id),
                     keys.order_log(event_id),
+                    *self._waitlist_keys(event_id),
+                    *timers,
                 ],
-                [self.config.sweep_batch, self.config.feed_maxlen],
+                [
+                    self.config.sweep_batch,
+                    self.config.feed_maxlen,
+                    event_id,
+                    self.config.offer_ttl_ms,
+                    *ids,
+                ],
             )
             released += int(raw[0])
+            if len(raw) > 4 and raw[4]:
+                await self._offered(event_id, raw[4])
             if not int(raw[1]):
-                return released
+                nxt = int(raw[2]) if len(raw) > 2 else -1
+                now = int(raw[3]) if len(raw) > 3 else int(time.time() * 1000)
+                return SweepResult(released, nxt if nxt >= 0 else None, now)
+
+    # -- buyer protection: hold extension, buyer counts, waitlist ----------------------------
+
+    async def extend(self, order_id: str, user_id: str) -> Order:
+        """Move a held order's deadline by ``hold_extension_ms`` (capped: see
+        lua/extend_hold-7.lua); :class:`ExtensionRefused` with its ``reason`` otherwise."""
+        event_id, ks = self._order_keys(order_id, timer=True)
+        raw = await self._run(
+            "extend_hold",
+            [*ks, keys.queue_waiting(event_id)],
+            [
+                order_id,
+                user_id,
+                self.config.hold_extension_ms,
+                self.config.hold_extensions,
+                self.config.hold_max_total_ms,
+                self.config.feed_maxlen,
+            ],
+        )
+        code, payload = _reply(raw)
+        if code < 0:
+            raise refusal(code, payload)
+        order = decode_order(payload)
+        if self.deadline_watchers:
+            self.note_deadline(event_id, order.expires_at, order.updated_at)
+        return order
+
+    async def buyer_counts(self, event_id: str) -> dict[str, int]:
+        """Tickets each buyer holds plus has bought in the event."""
+        raw = await self.redis.hgetall(keys.buyers(event_id))
+        return {text(k): int(v) for k, v in raw.items()}
+
+    async def restore_buyer_counts(self, event_id: str, counts: dict[str, int]) -> None:
+        """Set the event's buyer counts (re-arming after a Redis loss: from the stored
+        confirmed orders, the only ones that survive it)."""
+        key = keys.buyers(event_id)
+        await self.redis.delete(key)
+        if counts:
+            await self.redis.hset(key, mapping={u: n for u, n in counts.items() if n > 0})
+
+    async def join_waitlist(
+        self, event_id: str, category_id: str, user_id: str, quantity: int
+    ) -> WaitlistEntry:
+        """Put the user on a sold-out category's waitlist (lua/join_waitlist-4.lua)."""
+        self._check_id(event_id)
+        self._check_id(category_id)
+        raw = await self._run(
+            "join_waitlist",
+            [
+                keys.inventory(event_id),
+                keys.waitlist(event_id),
+                keys.waitlist_queue(event_id),
+                keys.buyers(event_id),
+            ],
+            [event_id, category_id, user_id, quantity, new_id()],
+        )
+        code, payload = _reply(raw)
+        if code < 0:
+            raise refusal(code, payload)
+        # The user's room follows this event's feed from now on (waitlist:offer).
+        joined = keys.user_waitlists(user_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(joined, {event_id: int(time.time() * 1000)})
+        pipe.zremrangebyrank(joined, 0, -(WAITLISTS_KEEP + 1))
+        pipe.expire(joined, WAITLIST_FOLLOW_S)
+        await pipe.execute()
+        return decode_entry(payload, int(raw[2]))
+
+    async def leave_waitlist(self, event_id: str, category_id: str, user_id: str) -> WaitlistEntry:
+        """Take the user off a category's waitlist; an offer out is cancelled and its
+        tickets go to the next entries (lua/leave_waitlist-13.lua)."""
+        self._check_id(event_id)
+        self._check_id(category_id)
+        offer_id = ""
+        for _ in range(3):  # the offer read may be stale once: the script says which it is
+            ids, timers = self._slots(event_id)
+            raw = await self._run(
+                "leave_waitlist",
+                [
+                    keys.inventory(event_id),
+                    keys.orders(event_id),
+                    keys.deadlines(event_id),
+                    keys.feed(event_id),
+                    keys.order_log(event_id),
+                    *self._waitlist_keys(event_id),
+                    keys.timer(event_id, offer_id or "none"),
+                    *timers,
+                ],
+                [
+                    event_id,
+                    category_id,
+                    user_id,
+                    offer_id,
+                    self.config.feed_maxlen,
+                    self.config.offer_ttl_ms,
+                    *ids,
+                ],
+            )
+            code, payload = _reply(raw)
+            if code == 3:
+                offer_id = payload
+                continue
+            if code < 0:
+                raise refusal(code, payload)
+            await self._offered(event_id, raw[2], raw[3])
+            return decode_entry(payload)
+        raise EventBusy("the waitlist entry keeps changing; retry")
+
+    async def waitlist_entries(self, event_id: str, user_id: str) -> list[WaitlistEntry]:
+        """The user's latest entry in each category of the event, with its place in line."""
+        stock = await self.stock(event_id)
+        if stock is None:
+            return []
+        wl = keys.waitlist(event_id)
+        cats = [c.id for c in stock.categories]
+        if not cats:
+            return []
+        ids = await self.redis.hmget(wl, [f"u:{user_id}:{c}" for c in cats])
+        found = [text(i) for i in ids if i is not None]
+        if not found:
+            return []
+        raws = [r for r in await self.redis.hmget(wl, [f"e:{i}" for i in found]) if r]
+        entries = [decode_entry(r) for r in raws]
+        pipe = self.redis.pipeline(transaction=False)
+        waiting = []
+        for entry, raw in zip(entries, raws, strict=True):
+            if entry.status == "ESPERANDO":
+                member = _Member.decode(raw).m  # its place in the queue: "<cat>:<seq>:<id>"
+                pipe.zlexcount(
+                    keys.waitlist_queue(event_id), f"[{entry.category_id}:", f"({member}"
+                )
+                waiting.append(entry)
+        for entry, ahead in zip(waiting, await pipe.execute() if waiting else [], strict=True):
+            entry.position = int(ahead) + 1
+        return entries
 
     # -- retention -----------------------------------------------------------------------
 
@@ -631,6 +900,9 @@ class Engine:
             keys.idempotency(event_id),
             keys.deadlines(event_id),
             keys.retired(event_id),
+            keys.buyers(event_id),
+            keys.waitlist(event_id),
+            keys.waitlist_queue(event_id),
         ):
             await self.redis.delete(key)
         linger_s = max(1, self.config.order_retention_ms // 1000)
@@ -653,15 +925,18 @@ def parse_inventory(event_id: str, raw: dict[Any, Any]) -> EventStock | None:
     for cid in msgspec.json.decode(fields.get("cats", "[]")):
         if f"t:{cid}" not in fields:
             continue
+        set_aside = int(fields.get(f"r:{cid}", 0))
         categories.append(
             CategoryStock(
                 id=cid,
                 name=fields.get(f"n:{cid}", cid),
                 price=float(fields.get(f"p:{cid}", 0)),
                 total=int(fields[f"t:{cid}"]),
-                available=int(fields[f"a:{cid}"]),
+                available=int(fields[f"a:{cid}"]) - set_aside,
                 held=int(fields[f"h:{cid}"]),
                 sold=int(fields[f"s:{cid}"]),
+                set_aside=set_aside,
+                waiting=int(fields.get(f"w:{cid}", 0)),
             )
         )
     return EventStock(
@@ -670,4 +945,18 @@ def parse_inventory(event_id: str, raw: dict[Any, Any]) -> EventStock | None:
         low_stock_threshold=float(fields.get("thr", 0)),
         max_per_order=int(fields.get("max", 0)),
         categories=categories,
+        max_per_buyer=int(fields.get("mpb", 0)) or None,
     )
+
+
+class _QueueMember(msgspec.Struct):
+    m: str = ""
+
+
+_Member = msgspec.json.Decoder(_QueueMember)
+
+
+def _offer(item: str) -> Offer:
+    """One "<orderId> <userId> <deadline ms>" a releasing script returned."""
+    order_id, user_id, deadline = item.split(" ")
+    return Offer(order_id, user_id, int(deadline))

@@ -103,6 +103,97 @@ class OrderRetired(EngineError):
     code = "order_retired"
 
 
+class BuyerLimit(EngineError):
+    """The buyer's tickets in the event, held plus sold, would pass ``maxPorComprador``;
+    ``details["restantes"]`` is how many more they may hold."""
+
+    code = "buyer_limit"
+
+
+class StockAvailable(EngineError):
+    """A waitlist is for sold-out categories: this one has tickets on sale."""
+
+    code = "stock_available"
+
+
+class WaitlistDuplicate(EngineError):
+    """The buyer already waits (or has an offer) in this category."""
+
+    code = "waitlist_duplicate"
+
+
+class NotInWaitlist(EngineError):
+    code = "not_in_waitlist"
+
+
+class ExtensionRefused(EngineError):
+    """A hold extension refused; ``details["reason"]``: ``not_reserved``, ``limit``,
+    ``cap`` or ``contested``."""
+
+    code = "extension_refused"
+
+
+class QueueNotFound(EngineError):
+    """The event has no admission queue."""
+
+    code = "queue_not_found"
+
+
+class QueueNotStarted(EngineError):
+    """The pre-queue opens at ``abreEn - preColaMinutos`` (``details["startsAt"]``, ms)."""
+
+    code = "queue_not_started"
+
+
+class NotInQueue(EngineError):
+    code = "not_in_queue"
+
+
+class QueueAlreadyOpen(EngineError):
+    """Once the opening started, ``abreEn`` is fixed (the order depends on it)."""
+
+    code = "queue_already_open"
+
+
+class AdmissionRefused(EngineError):
+    """A hold for an event with a queue, without a valid admission (SPEC 10.1)."""
+
+
+class AdmissionRequired(AdmissionRefused):
+    code = "admission_required"
+
+
+class AdmissionInvalid(AdmissionRefused):
+    code = "admission_invalid"
+
+
+class AdmissionExpired(AdmissionRefused):
+    code = "admission_expired"
+
+
+class AdmissionUsed(AdmissionRefused):
+    code = "admission_used"
+
+
+_QUEUE_REFUSALS: dict[int, tuple[type[EngineError], str]] = {
+    -40: (QueueNotFound, "this event has no admission queue"),
+    -42: (NotInQueue, "you are not in this event's queue"),
+    -43: (QueueAlreadyOpen, "the queue has opened: abreEn can no longer change"),
+    -45: (AdmissionRequired, "this event sells through its queue: send Admission-Token"),
+    -46: (AdmissionInvalid, "this admission token is not yours or not for this event"),
+    -47: (AdmissionExpired, "this admission has expired: join the queue again"),
+    -48: (AdmissionUsed, "this admission token was already used"),
+}
+
+
+_EXTENSION_REASONS = {
+    "not_reserved": "only a held order that has not expired can be extended",
+    "limit": "this order has used all its extensions",
+    "cap": "this order is at its longest hold",
+    "contested": "buyers are waiting for these tickets",
+}
+
+
 def refusal(code: int, payload: str) -> EngineError:
     """The exception for a negative script return code (see the header of each lua/ file)."""
     if code == -1:
@@ -148,4 +239,29 @@ def refusal(code: int, payload: str) -> EngineError:
         return EventPast(
             "the event has already taken place", date=int(payload) if payload else None
         )
+    if code == -17:
+        left = int(payload) if payload else 0
+        return BuyerLimit(
+            f"at most {left} more tickets for this buyer in this event", restantes=left
+        )
+    if code == -18:
+        return StockAvailable(
+            "tickets of this category are on sale: buy them instead",
+            available=int(payload) if payload else None,
+        )
+    if code == -19:
+        return WaitlistDuplicate("you are already on the waitlist of this category")
+    if code == -20:
+        return NotInWaitlist("you are not on the waitlist of this category")
+    if code == -21:
+        return ExtensionRefused(
+            f"extension refused: {_EXTENSION_REASONS.get(payload, payload)}", reason=payload
+        )
+    if code == -41:
+        return QueueNotStarted(
+            "the pre-queue has not started yet", startsAt=int(payload) if payload else None
+        )
+    if code in _QUEUE_REFUSALS:
+        kind, message = _QUEUE_REFUSALS[code]
+        return kind(message)
     return EngineError(f"unexpected script code {code}: {payload}")

@@ -139,21 +139,28 @@ async def recent_order_events(
     redis: Redis, user_ids: Sequence[str], created_from_ms: int
 ) -> dict[str, dict[str, int]]:
     """Per user, the events of their orders created since ``created_from_ms`` (the user's
-    recent-orders set, which every hold adds to): event id -> the earliest such order's
-    creation time (ms, the API clock). One pipelined round trip for all the users."""
+    recent-orders set, which every hold adds to), and the events whose waitlists they
+    joined (a ``waitlist:offer`` may come at any time): event id -> the earliest such
+    order's creation (or join) time (ms, the API clock). One pipelined round trip."""
     if not user_ids:
         return {}
     pipe = redis.pipeline(transaction=False)
     for user_id in user_ids:
         pipe.zrangebyscore(keys.user_orders(user_id), created_from_ms, "+inf", withscores=True)
+        pipe.zrange(keys.user_waitlists(user_id), 0, -1, withscores=True)
     out: dict[str, dict[str, int]] = {}
-    for user_id, rows in zip(user_ids, await pipe.execute(), strict=True):
+    replies = await pipe.execute()
+    for n, user_id in enumerate(user_ids):
+        rows, waits = replies[2 * n], replies[2 * n + 1]
         events: dict[str, int] = {}
         for member, score in rows:
             event_id = event_of_order(text(member))
             if event_id is not None:
                 created = int(score)
                 events[event_id] = min(created, events.get(event_id, created))
+        for member, score in waits:
+            event_id, joined = text(member), int(score)
+            events[event_id] = min(joined, events.get(event_id, joined))
         out[user_id] = events
     return out
 

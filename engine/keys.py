@@ -13,12 +13,34 @@ Cluster slot and every script touches keys of a single slot:
 ``os:{evt:E}:feed``                    stream: WebSocket feed (capped)
 ``os:{evt:E}:log``                     stream: order changes for the writer (trimmed by MINID)
 ``os:{evt:E}:lock``                    string with a TTL: the event's edit lock
+``os:{evt:E}:buyers``                  hash: user id -> tickets held plus sold (buyer cap)
+``os:{evt:E}:wl``                      hash: waitlist entries (``e:<id>``), each buyer's
+                                       entry per category (``u:<user>:<cat>``), ``seq``
+``os:{evt:E}:wlq``                     sorted set (lex): waiting entries per category, FIFO
+``os:{evt:E}:queue:waiting``           string: buyers waiting in the admission queue, kept
+                                       by the queue; a hold extension is refused while > 0
+``os:{evt:E}:queue``                   hash: the admission queue's settings, state and
+                                       counters, each buyer's place (``u:<user>``) and each
+                                       admission token's user (``t:<token>``)
+``os:{evt:E}:queue:pre``               sorted set: user -> joined (ms): the pre-queue's join
+                                       list, frozen when the opening starts
+``os:{evt:E}:queue:line``              sorted set: user -> seq: buyers waiting in line
+``os:{evt:E}:queue:hb``                sorted set: user -> last heartbeat (ms), every waiter
+``os:{evt:E}:queue:adm``               sorted set: token -> expiry (ms): admitted, not holding
+``os:{evt:E}:queue:recent``            sorted set: token -> admitted (ms), the last minute
 =====================================  =====================================================
+
+A waitlist offer is an order made inside a releasing script, whose timer key must be among
+the script's KEYS: the caller generates :data:`OFFER_SLOTS` fresh order ids per call and
+passes them with their timer keys (:func:`offer_slots`); the script uses those it needs.
 
 Global keys (never touched by a script): ``os:events`` (set of armed event ids),
 ``os:writer:dead`` (the writer's dead-letter stream), ``os:rl:*`` (rate limits) and
 ``os:user:{<userId>}:recent`` (a user's recent order ids, for read-your-writes) and
-``os:user:{<userId>}:idem:<key>`` (a user's Idempotency-Key across events, with a TTL).
+``os:user:{<userId>}:idem:<key>`` (a user's Idempotency-Key across events, with a TTL) and
+``os:queues`` (set of event ids with an admission queue: the admitter's work list) and
+``os:user:{<userId>}:waitlists`` (events the user waits in: the real-time hub follows
+their feeds for the user's room, so a ``waitlist:offer`` reaches it).
 """
 
 from __future__ import annotations
@@ -95,6 +117,69 @@ def rate_limit(scope: str, subject: str, window: int) -> str:
     return f"{PREFIX}:rl:{scope}:{subject}:{window}"
 
 
+def buyers(event_id: str) -> str:
+    """Hash: user id -> tickets the user holds plus has bought in the event."""
+    return f"{tag(event_id)}:buyers"
+
+
+def waitlist(event_id: str) -> str:
+    """Hash: the event's waitlist entries and each buyer's entry per category."""
+    return f"{tag(event_id)}:wl"
+
+
+def waitlist_queue(event_id: str) -> str:
+    """Sorted set (lex order): ``<categoryId>:<seq>:<entryId>`` of the waiting entries."""
+    return f"{tag(event_id)}:wlq"
+
+
+def queue_waiting(event_id: str) -> str:
+    """String: how many buyers wait in the event's admission queue (the queue keeps it;
+    the hold-extension script reads it: ``contested`` while > 0)."""
+    return f"{tag(event_id)}:queue:waiting"
+
+
+QUEUES = f"{PREFIX}:queues"
+
+
+class QueueKeys(NamedTuple):
+    """An event's admission-queue keys (lua/lib/queue.lua documents their fields)."""
+
+    queue: str
+    waiting: str
+    pre: str
+    line: str
+    heartbeats: str
+    admissions: str
+    recent: str
+
+
+def queue_keys(event_id: str) -> QueueKeys:
+    t = tag(event_id)
+    return QueueKeys(
+        f"{t}:queue",
+        queue_waiting(event_id),
+        f"{t}:queue:pre",
+        f"{t}:queue:line",
+        f"{t}:queue:hb",
+        f"{t}:queue:adm",
+        f"{t}:queue:recent",
+    )
+
+
+def user_waitlists(user_id: str) -> str:
+    """Sorted set: event id -> when the user joined a waitlist of it (ms)."""
+    return f"{PREFIX}:user:{{{user_id}}}:waitlists"
+
+
+OFFER_SLOTS = 4
+"""Fresh order ids a releasing script may use for waitlist offers in one call."""
+
+
+def offer_slots(event_id: str, order_ids: list[str]) -> list[str]:
+    """The timer keys of the fresh order ids passed to a releasing script."""
+    return [timer(event_id, order_id) for order_id in order_ids]
+
+
 class HoldKeys(NamedTuple):
     """The event keys every hold touches, in the hold script's KEYS order (but the timer)."""
 
@@ -104,6 +189,7 @@ class HoldKeys(NamedTuple):
     deadlines: str
     feed: str
     order_log: str
+    buyers: str
 
 
 @lru_cache(maxsize=4096)
@@ -117,6 +203,7 @@ def hold_keys(event_id: str) -> HoldKeys:
         deadlines(event_id),
         feed(event_id),
         order_log(event_id),
+        buyers(event_id),
     )
 
 
@@ -141,3 +228,18 @@ def event_of_log(key: str) -> str | None:
     """The event id of an order-log stream key, or None."""
     m = re.match(rf"^{PREFIX}:\{{evt:({_ID})\}}:log$", key)
     return m.group(1) if m else None
+
+
+WEBHOOK_GROUP = "webhooks"  # the webhook dispatcher's consumer group on the order logs
+
+
+def webhook_sold_out(event_id: str) -> str:
+    """String: set while the event's ``event.sold_out`` webhook has been sent (cleared
+    when stock comes back), so one sell-out notifies once. Never touched by a script."""
+    return f"{tag(event_id)}:wh:soldout"
+
+
+WEBHOOKS_ON = f"{PREFIX}:webhooks:on"
+"""String: set once webhooks are in use (an endpoint registered or a dispatcher started).
+While it exists, the order writer creates the ``WEBHOOK_GROUP`` on each log as it creates
+its own, so no entry is trimmed before the webhook dispatcher first reads that log."""

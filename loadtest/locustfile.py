@@ -35,9 +35,16 @@ from loadtest.scenarios.browse import Browser
 from loadtest.scenarios.organizer import Organizer
 from loadtest.scenarios.rush import RushBuyer
 from loadtest.scenarios.watchers import Watcher
+from loadtest.shapes import shape_named
 from loadtest.users import LEDGER, POOL, SeedError
 
 __all__ = ["Browser", "Organizer", "RushBuyer", "Watcher"]
+
+# LOCUST_SHAPE=flash: the flash crowd (loadtest/shapes.py); locust runs the one shape
+# class found in this module, so only the chosen one is bound here.
+if _shape := shape_named(os.environ.get("LOCUST_SHAPE", "")):
+    globals()[_shape.__name__] = _shape
+    __all__.append(_shape.__name__)
 
 log = logging.getLogger("onsale.loadtest")
 

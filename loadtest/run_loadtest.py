@@ -15,7 +15,13 @@
 
 Exits non-zero on any locust failure, audit violation or sales mismatch.
 
-    LOCUST_USERS=200 LOCUST_DURATION=60 [LOCUST_TAGS="rush watchers"] make loadtest
+While locust runs, one progress line every few seconds (users, requests/s, failures, from
+locust's ``locust_stats_history.csv``); at the end the summary table and the HTML report's
+path. ``LOCUST_SHAPE=flash`` replaces linear spawning by the flash crowd of an opening
+(loadtest/shapes.py: every user within seconds, then decay).
+
+    LOCUST_USERS=200 LOCUST_DURATION=60 [LOCUST_TAGS="rush watchers"] [LOCUST_SHAPE=flash] \
+        make loadtest
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import httpx
 
 from engine.redis_server import free_port
 from loadtest.common import machine, pin_prefix
+from loadtest.shapes import shape_named
 from loadtest.users import seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +62,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--duration", type=int, default=env_int("LOCUST_DURATION", 60), help="s")
     p.add_argument("--spawn-rate", type=float, default=0.0, help="users/s (default users/5)")
     p.add_argument("--tags", default=os.environ.get("LOCUST_TAGS", ""), help="e.g. 'rush browse'")
+    p.add_argument(
+        "--shape",
+        default=os.environ.get("LOCUST_SHAPE", ""),
+        help="load shape by name (loadtest/shapes.py: flash); default linear spawning",
+    )
+    p.add_argument(
+        "--progress-every", type=float, default=5.0, help="seconds between progress lines"
+    )
     p.add_argument("--workers", type=int, default=env_int("LOADTEST_WORKERS", 1))
     p.add_argument(
         "--hold-minutes",
@@ -69,6 +84,7 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
+    shape_named(args.shape)  # an unknown name stops here, in one line
     if not 1 <= args.users <= 5000 or not 5 <= args.duration <= 3600:
         p.error("users must be 1..5000 and duration 5..3600 s")
     return args
@@ -93,6 +109,9 @@ class Server:
             "MONGODB_URI": "",  # embedded store
             "EMBEDDED_REDIS_PORT": str(self.redis_port),
             "RATE_LIMIT_PER_MINUTE": "0",
+            "EVENTS_PER_HOUR": "0",
+            "WS_MAX_PER_USER": "0",
+            "WS_MAX_PER_ADDRESS": "0",
             "BCRYPT_ROUNDS": "4",
             "ORDER_RESERVATION_TIMEOUT_MINUTES": str(args.hold_minutes),
             "JWT_SECRET": secrets.token_urlsafe(40),
@@ -188,7 +207,6 @@ def run_locust(args: argparse.Namespace, host: str, seed_file: Path) -> int:
         str(args.out / "locust"),
         "--html",
         str(args.out / "report.html"),
-        "--only-summary",
         "--stop-timeout",
         "5",
         "--loglevel",
@@ -200,26 +218,52 @@ def run_locust(args: argparse.Namespace, host: str, seed_file: Path) -> int:
         **os.environ,
         "LOADTEST_SEED": str(seed_file),
         "LOADTEST_OUTCOMES": str(args.out / "outcomes.json"),
+        "LOCUST_SHAPE": args.shape,
     }
     log_path = args.out / "locust.log"
     print("$ " + " ".join(cmd) + f"  > {log_path}", flush=True)
-    try:
-        with log_path.open("wb") as log:
-            rc = subprocess.run(
-                cmd,
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=args.duration + 180,
-            ).returncode
-    except subprocess.TimeoutExpired:
-        print("locust did not stop in time", file=sys.stderr)
-        rc = 99
+    if args.shape:
+        print(f"loadtest: load shape {args.shape!r} (peak {args.users} users)", flush=True)
+    history = args.out / "locust_stats_history.csv"
+    history.unlink(missing_ok=True)
+    deadline = time.monotonic() + args.duration + 180
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        started = time.monotonic()
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                print("locust did not stop in time", file=sys.stderr)
+                proc.kill()
+                proc.wait()
+                return 99
+            time.sleep(args.progress_every)
+            if line := progress_line(history, time.monotonic() - started):
+                print(line, flush=True)
+        rc = proc.returncode
     if rc not in (0, 1):  # 1: failures, in the table below; else locust itself broke
         tail = log_path.read_text(errors="replace").splitlines()[-30:]
         print("\n".join(tail), file=sys.stderr)
     return rc
+
+
+def progress_line(history: Path, elapsed: float) -> str | None:
+    """The last Aggregated row of locust's stats history as one line."""
+    try:
+        with history.open() as f:
+            rows = [r for r in csv.DictReader(f) if r.get("Name") == "Aggregated"]
+    except OSError:
+        return None
+    if not rows:
+        return None
+    last = rows[-1]
+    return (
+        f"  [{elapsed:5.0f}s] users {last.get('User Count', '?'):>5}  "
+        f"req/s {float(last.get('Requests/s') or 0):8.1f}  "
+        f"requests {last.get('Total Request Count', '?'):>8}  "
+        f"failures {last.get('Total Failure Count', '?'):>5} "
+        f"({float(last.get('Failures/s') or 0):.1f}/s)  "
+        f"p50 {last.get('Total Median Response Time', '?')} ms"
+    )
 
 
 def login_admin(client: httpx.Client) -> dict[str, str]:
@@ -324,6 +368,7 @@ def main() -> int:
         "users": args.users,
         "duration_s": args.duration,
         "tags": args.tags or "all",
+        "shape": args.shape or "linear",
         "workers": args.workers,
         "hold_minutes": args.hold_minutes,
         "pinned": bool(pin_prefix(0)),
@@ -371,6 +416,7 @@ def main() -> int:
         f"buyers were told of {totals['told_sold']} sold"
     )
     print(audit_out)
+    print(f"HTML report: {args.out / 'report.html'}")
     for p in problems:
         print(f"PROBLEM: {p}")
     aggregated = next((r for r in stats if r["Name"] == "Aggregated"), {})

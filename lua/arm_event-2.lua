@@ -8,7 +8,8 @@
   ARGV[1] event id   ARGV[2] state (open | closed)   ARGV[3] low-stock threshold
   ARGV[4] max tickets per order   ARGV[5] feed max length
   ARGV[6] event date (epoch ms), or "" to keep the armed one
-  ARGV[7] n, then n groups of 5: category id, total, sold, unit price, name
+  ARGV[7] tickets per buyer (inventory field mpb; 0 no cap, "" keeps the armed one)
+  ARGV[8] n, then n groups of 5: category id, total, sold, unit price, name
 
   Returns {code, payload}:
     >= 0  ""        categories newly armed
@@ -18,13 +19,14 @@
 -- @include common
 local inv, feed = KEYS[1], KEYS[2]
 local event_id, state, thr, limit, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local starts, n = ARGV[6], tonumber(ARGV[7])
-if not n or #ARGV ~= 7 + 5 * n then return {-6, ''} end
+local starts, per_buyer, n = ARGV[6], ARGV[7], tonumber(ARGV[8])
+if not n or #ARGV ~= 8 + 5 * n then return {-6, ''} end
 if starts ~= '' and not tonumber(starts) then return {-6, ''} end
+if per_buyer ~= '' and not tonumber(per_buyer) then return {-6, ''} end
 
 local groups = {}
 for i = 1, n do
-  local b = 7 + 5 * (i - 1)
+  local b = 8 + 5 * (i - 1)
   local total, sold = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
   if not total or not sold or total < 0 or sold < 0 then return {-6, ''} end
   if sold > total then return {-11, ARGV[b + 1]} end
@@ -36,6 +38,7 @@ local known = {}
 for _, c in ipairs(cats) do known[c] = true end
 redis.call('HSET', inv, 'state', state, 'thr', thr, 'max', limit)
 if starts ~= '' then redis.call('HSET', inv, 'date', starts) end
+if per_buyer ~= '' then redis.call('HSET', inv, 'mpb', per_buyer) end
 local armed = 0
 for _, g in ipairs(groups) do
   local c = g[1]

@@ -154,3 +154,15 @@ class AsyncStore:
 
     async def sold_counts(self, event_id: str) -> dict[str, int]:
         return await self._run(self.store.sold_counts, event_id)
+
+    async def orders_after(
+        self,
+        after: tuple[int, str] | None,
+        limit: int,
+        *,
+        status: str | None = None,
+        event_id: str | None = None,
+    ) -> list[Order]:
+        return await self._run(
+            self.store.orders_after, after, limit, status=status, event_id=event_id
+        )

@@ -470,3 +470,26 @@ class MongoStore:
 
     def sold_counts(self, event_id: str) -> dict[str, int]:
         return {category: s.sold for category, s in self.event_sales(event_id).items()}
+
+    def orders_after(
+        self,
+        after: tuple[int, str] | None,
+        limit: int,
+        *,
+        status: str | None = None,
+        event_id: str | None = None,
+    ) -> list[Order]:
+        query: Doc = {}
+        if status is not None:
+            query["estado"] = status
+        if event_id is not None:
+            query["eventoId"] = event_id
+        if after is not None:
+            created, last_id = after
+            query["$or"] = [
+                {"creadoEn": {"$lt": created}},
+                {"creadoEn": created, "_id": {"$lt": last_id}},
+            ]
+        with self._op():
+            docs = list(self._orders.find(query).sort(_NEWEST_FIRST).limit(limit))
+        return [_from_doc(d, Order) for d in docs]

@@ -473,3 +473,31 @@ class SQLiteStore:
         with self._errors():
             row = self._conn().execute(sql, params).fetchone()
         return None if row is None else decoder.decode(row[0])
+
+    def orders_after(
+        self,
+        after: tuple[int, str] | None,
+        limit: int,
+        *,
+        status: str | None = None,
+        event_id: str | None = None,
+    ) -> list[Order]:
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if event_id is not None:
+            where.append("event_id = ?")
+            params.append(event_id)
+        if after is not None:
+            where.append("(created_at, id) < (?, ?)")
+            params.extend(after)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT doc FROM orders {clause} "  # noqa: S608
+                "ORDER BY created_at DESC, id DESC LIMIT ?",
+                [*params, limit],
+            ).fetchall()
+        return [_order_decoder.decode(doc) for (doc,) in rows]

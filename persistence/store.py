@@ -61,6 +61,8 @@ class Event(msgspec.Struct, kw_only=True):
     organizer_id: str = msgspec.field(name="organizadorId")
     categories: list[Category] = msgspec.field(default_factory=list, name="categorias")
     state: EventState = "open"
+    max_per_buyer: int | None = msgspec.field(default=None, name="maxPorComprador")
+    """Tickets per buyer across their orders of the event, held plus sold (None: no cap)."""
     created_at: int = msgspec.field(name="creadoEn")
     updated_at: int = msgspec.field(name="actualizadoEn")
 
@@ -180,6 +182,18 @@ class Store(Protocol):
 
     def sold_counts(self, event_id: str) -> dict[str, int]:
         """Per category id: tickets in CONFIRMED orders (re-arming Redis after a loss)."""
+
+    def orders_after(
+        self,
+        after: tuple[int, str] | None,
+        limit: int,
+        *,
+        status: str | None = None,
+        event_id: str | None = None,
+    ) -> list[Order]:
+        """Up to ``limit`` orders (optionally of one state and/or event), newest first
+        (created_at desc, id desc), strictly after the keyset ``after`` = (created_at, id)
+        of the last one already read: constant-cost pages for exports of any size."""
 
 
 def page_offset(page: int, limit: int) -> int:

@@ -77,6 +77,10 @@ class OrderController(Controller):
         )
         return order_out(order)
 
+    @put("/{order_id:str}/extend")
+    async def extend(self, request: Request[Any, Any, Any], order_id: OrderId) -> OrderOut:
+        return order_out(await orders(request).extend(caller(request), order_id))
+
     @put("/{order_id:str}/cancel")
     async def cancel(self, request: Request[Any, Any, Any], order_id: OrderId) -> OrderOut:
         return order_out(await orders(request).cancel(caller(request), order_id))

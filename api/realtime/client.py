@@ -32,6 +32,8 @@ class Client:
     """One connected socket: its rooms, per-event cursors and outbox."""
 
     principal: Principal | None = None
+    address: str | None = None
+    """The client address it connected from (the per-address socket cap)."""
     outbox: Outbox = field(default_factory=Outbox)
     cursors: dict[str, tuple[int, int] | None] = field(default_factory=dict)
     """Event id -> last feed position delivered; None while joining (buffering)."""

@@ -1,7 +1,7 @@
 """Every use of python-socketio / python-engineio internals, in one place.
 
 The Socket.IO transport (:mod:`api.realtime.socketio`) needs more than the libraries'
-public API offers, for three reasons:
+public API offers, for four reasons:
 
 * **Backpressure.** Engine.IO queues outgoing packets per connection without a bound. The
   drain task hands over one batch, then waits until that connection's queue is empty
@@ -15,6 +15,8 @@ public API offers, for three reasons:
   ``disconnect`` handlers (``AsyncServer.handlers``) are wrapped: a packet Socket.IO cannot
   parse closes the connection with one log line, and a long-poll GET still parked on a
   closed connection is ended (Engine.IO keeps it until ping_interval + ping_timeout).
+* **The client address.** python-engineio's ASGI environ fixes ``REMOTE_ADDR`` to
+  127.0.0.1; the per-address socket cap reads the ASGI scope it keeps (``asgi.scope``).
 
 Written against python-socketio 5.18.1 / python-engineio 4.15.1 (pyproject bounds them to
 the 5.x / 4.x lines). tests/unit/test_engineio_seam.py pins every attribute and behaviour
@@ -99,3 +101,12 @@ def event_packet(namespace: str, args: list[Any]) -> Any:
     Engine.IO caches a packet's encoding, so one packet sent to many costs one encode."""
     event = socketio.packet.Packet(socketio.packet.EVENT, data=args, namespace=namespace)
     return engineio_packet.Packet(engineio_packet.MESSAGE, data=event.encode())
+
+
+def client_address(environ: dict[str, Any]) -> str | None:
+    """The client address of a Socket.IO handshake. python-engineio's ASGI environ has
+    ``REMOTE_ADDR`` fixed to 127.0.0.1; the ASGI scope's ``client`` is the real one (after
+    uvicorn's proxy-header handling when ``TRUSTED_PROXIES`` is set)."""
+    scope = environ.get("asgi.scope") or {}
+    client = scope.get("client")
+    return str(client[0]) if client else environ.get("REMOTE_ADDR")

@@ -1,10 +1,12 @@
 """The process's rooms: who watches which event and which user, and the rules of joining.
 
 One :class:`Hub` per process. Its :class:`~engine.feed.FeedTailer` reads, with one blocking
-XREAD, the feed of every event a local client watches (and, while someone watches a user
-room, every armed event's feed for ``order:status-change``); :mod:`api.realtime.fanout`
-hands each read to the sockets. Fan-out happens per process, so any number of API
-processes need nothing between them. The hub answers typed client messages
+XREAD, the feed of every event a local client watches, and of every event in which a user
+whose room is open here has an order that may still change (:meth:`Hub._follow_user_feeds`);
+:mod:`api.realtime.fanout` hands each read to the sockets. What a process reads grows with
+what its sockets watch, never with the number of events; :class:`Limits` caps the sockets
+per user and per client address and the streams tailed. Fan-out happens per process, so
+any number of API processes need nothing between them. The hub answers typed client messages
 (:data:`~api.realtime.protocol.ClientMessage`) with typed frames; the transports
 (:mod:`api.realtime.ws`, :mod:`api.realtime.socketio`) only move bytes.
 
@@ -18,8 +20,9 @@ reading loop is ours too (engine/feed.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
+from dataclasses import dataclass
 from typing import Any, assert_never
 
 from litestar.security.jwt import JWTAuth, Token
@@ -29,19 +32,61 @@ from api.realtime import protocol
 from api.realtime.client import Client
 from api.realtime.fanout import dispatch
 from api.realtime.protocol import ClientError, ClientMessage
+from api.realtime.queue_watch import QueueWatch
 from api.security import Principal, verify_token
+from api.settings import Settings
 from engine import feed
 from engine.core import Engine
 from engine.feed import FeedEntry, FeedTailer, id_tuple
+from engine.queue import QueueEngine
 from engine.vocabulary import Role
 
 log = logging.getLogger(__name__)
 
 MAX_ROOMS_PER_SOCKET = 100
 USER_FEED_REFRESH_S = 1.0
+# A user room follows the events of the user's orders created this long before now at most:
+# an order changes only while RESERVED, i.e. within its hold lifetime (plus the expiry's lag).
+USER_FEED_SLACK_MS = 120_000
+# Where a newly found event's feed is read from, before the order's creation time: that
+# time is the API host's clock, the feed ids the Redis server's.
+CLOCK_MARGIN_MS = 1_000
 # After a read that delivered something, the tailer waits this long before reading again,
 # so an on-sale's stream of updates arrives in batches (at most this much later).
 FEED_LINGER_MS = 10
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one process serves at most (``WS_MAX_*`` settings; 0 is no limit)."""
+
+    per_user: int = 20
+    """Sockets authenticated as one user."""
+    per_address: int = 200
+    """Sockets from one client address."""
+    streams: int = 5000
+    """Feed streams the tailer reads (events watched, by rooms or user rooms)."""
+    hold_ttl_ms: int = 600_000
+    """The hold lifetime: how long an order may still change."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            per_user=settings.ws_max_per_user,
+            per_address=settings.ws_max_per_address,
+            streams=settings.ws_max_streams,
+            hold_ttl_ms=settings.hold_ttl_ms,
+        )
+
+
+def _full(count: int, cap: int) -> bool:
+    return cap > 0 and count >= cap
+
+
+def _too_many_streams(cap: int) -> ClientError:
+    return ClientError(
+        "too_many_streams", f"this server follows {cap} events already; try again later"
+    )
 
 
 class Hub:
@@ -53,45 +98,163 @@ class Hub:
         engine: Engine,
         jwt_auth: JWTAuth[Principal, Token],
         store: Any,
+        limits: Limits | None = None,
     ) -> None:
         self.redis = redis
         self.engine = engine
         self.jwt_auth = jwt_auth
         self.store = store
+        self.limits = limits or Limits()
         self.rooms: dict[str, set[Client]] = {}
         self.user_rooms: dict[str, set[Client]] = {}
         self.clients: set[Client] = set()
+        self.by_user: dict[str, set[Client]] = {}
+        self.by_address: dict[str, set[Client]] = {}
         self.tailer = FeedTailer(
-            redis, self.dispatch, protocol.feed_frame, linger_ms=FEED_LINGER_MS
+            redis,
+            self.dispatch,
+            protocol.feed_frame,
+            linger_ms=FEED_LINGER_MS,
+            max_streams=self.limits.streams or 2**31,
         )
         self._user_feed_events: set[str] = set()
+        self._user_joined_ms: dict[str, int] = {}  # user room -> when it opened (API clock)
+        self._user_rooms_changed = asyncio.Event()
+        self.queue_watch = QueueWatch(QueueEngine(engine))
 
     async def authenticate(self, token: str) -> Principal | None:
         """The token's principal if it is valid and its user still exists."""
         return await verify_token(self.jwt_auth, token, self.store)
 
+    # -- sockets -------------------------------------------------------------------------
+
+    def connect(self, client: Client, address: str | None) -> None:
+        """A new socket from ``address``; :class:`ClientError` (close) past the
+        per-address cap."""
+        key = address or "unknown"
+        peers = self.by_address.get(key, set())
+        if _full(len(peers), self.limits.per_address):
+            raise ClientError(
+                "too_many_sockets",
+                f"at most {self.limits.per_address} sockets per client address",
+                close=True,
+            )
+        client.address = key
+        self.by_address.setdefault(key, set()).add(client)
+        self.clients.add(client)
+
+    def identify(self, client: Client, principal: Principal) -> None:
+        """``client`` is now ``principal``'s socket; :class:`ClientError` (close) past
+        the per-user cap."""
+        current = client.principal
+        if current is not None and current.id == principal.id:
+            client.principal = principal
+            return
+        if _full(len(self.by_user.get(principal.id, ())), self.limits.per_user):
+            raise ClientError(
+                "too_many_user_sockets",
+                f"at most {self.limits.per_user} sockets per user",
+                close=True,
+            )
+        self._forget_user(client)
+        client.principal = principal
+        self.by_user.setdefault(principal.id, set()).add(client)
+
+    async def sign_in(self, client: Client, token: str) -> bool:
+        """A socket's handshake token (``?token=``, Socket.IO ``auth``): False if it is
+        invalid; :class:`ClientError` (close) past the per-user cap."""
+        principal = await self.authenticate(token)
+        if principal is None:
+            return False
+        self.identify(client, principal)
+        return True
+
+    def _forget_user(self, client: Client) -> None:
+        if client.principal is None:
+            return
+        peers = self.by_user.get(client.principal.id)
+        if peers is not None:
+            peers.discard(client)
+            if not peers:
+                del self.by_user[client.principal.id]
+
     async def dispatch(self, entries: list[FeedEntry]) -> None:
         """The tailer's callback: one read's entries to this process's sockets."""
         await dispatch(self.rooms, self.user_rooms, entries)
+        if self.queue_watch.watchers:
+            self.queue_watch.route(entries, self.user_rooms)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.gather(self.tailer.run(stop), self._follow_user_feeds(stop))
+        await asyncio.gather(
+            self.tailer.run(stop), self._follow_user_feeds(stop), self.queue_watch.run(stop)
+        )
 
     async def _follow_user_feeds(self, stop: asyncio.Event) -> None:
-        """While a user room is open here, tail every armed event for status changes."""
+        """While user rooms are open here, tail the events those users hold orders in.
+
+        Every second (and at once when a user room opens or closes) one pipelined read of
+        the open rooms' users' recent-orders sets (which every hold adds to) says which
+        events they have orders in that may still change (created within the hold
+        lifetime). An event found for an order created after its user's room opened is
+        read from just before that order's creation, so its first status change
+        (``RESERVED``) is not missed; one found for older orders only is read from now
+        (a room gets what happens after it opened, not a replay). Cost: one round trip
+        per second for all the user rooms, and the streams of the events they buy in;
+        nothing for the events nobody here buys in.
+        """
         while not stop.is_set():
+            self._user_rooms_changed.clear()
             try:
-                wanted = set(await self.engine.event_ids()) if self.user_rooms else set()
-                for event_id in wanted - self._user_feed_events:
-                    self.tailer.follow(event_id, await feed.latest_id(self.redis, event_id))
-                for event_id in self._user_feed_events - wanted:
-                    if event_id not in self.rooms:
-                        self.tailer.unfollow(event_id)
-                self._user_feed_events = wanted
+                await self._refresh_user_feeds()
             except Exception as e:
                 log.warning("user feed refresh failed: %s", e)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), USER_FEED_REFRESH_S)
+            changed = asyncio.ensure_future(self._user_rooms_changed.wait())
+            stopped = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({changed, stopped}, timeout=USER_FEED_REFRESH_S)
+            finally:
+                changed.cancel()
+                stopped.cancel()
+
+    async def _refresh_user_feeds(self) -> None:
+        users = list(self.user_rooms)
+        wanted: set[str] = set()
+        # Just before the earliest order created since its user's room opened (ms);
+        # events without one are read from now (their orders are older than the room).
+        replay_from: dict[str, int] = {}
+        if users:
+            now = int(time.time() * 1000)
+            window = self.limits.hold_ttl_ms + USER_FEED_SLACK_MS
+            found = await feed.recent_order_events(self.redis, users, now - window)
+            for user_id, events in found.items():
+                opened = self._user_joined_ms.get(user_id)
+                if opened is None:  # the room closed during the read
+                    continue
+                for event_id, created in events.items():
+                    wanted.add(event_id)
+                    if created >= opened:
+                        start = max(0, created - CLOCK_MARGIN_MS)
+                        replay_from[event_id] = min(start, replay_from.get(event_id, start))
+        followed: set[str] = set()
+        for event_id in wanted:
+            # Already tailed (for a room, or since an earlier refresh): kept as it is.
+            if event_id not in self.tailer.positions:
+                if event_id in replay_from:
+                    position = f"{replay_from[event_id]}-0"
+                else:
+                    position = await feed.latest_id(self.redis, event_id)
+                if not self.tailer.follow(event_id, position):
+                    log.warning(
+                        "not following %s for user rooms: %d streams tailed (WS_MAX_STREAMS)",
+                        event_id,
+                        len(self.tailer.positions),
+                    )
+                    continue
+            followed.add(event_id)
+        for event_id in self._user_feed_events - followed:
+            if event_id not in self.rooms and event_id not in self.queue_watch.watchers:
+                self.tailer.unfollow(event_id)
+        self._user_feed_events = followed
 
     # -- rooms ---------------------------------------------------------------------------
 
@@ -102,25 +265,41 @@ class Hub:
         still holds it all), else a stock snapshot; then live frames past the cursor."""
         if event_id not in client.cursors and len(client.cursors) >= MAX_ROOMS_PER_SOCKET:
             raise ClientError("too_many_rooms", f"at most {MAX_ROOMS_PER_SOCKET} rooms per socket")
+        if self.tailer.is_full(event_id):
+            raise _too_many_streams(self.tailer.max_streams)
         # Register first (buffering), then read: nothing between the two is lost.
         client.cursors[event_id] = None
         client.buffered[event_id] = []
         self.rooms.setdefault(event_id, set()).add(client)
-        if event_id not in self.tailer.positions:
-            self.tailer.follow(event_id, await feed.latest_id(self.redis, event_id))
+        try:
+            if event_id not in self.tailer.positions:
+                latest = await feed.latest_id(self.redis, event_id)
+                if not self.tailer.follow(event_id, latest):  # filled up meanwhile
+                    raise _too_many_streams(self.tailer.max_streams)
+            return await self._catch_up(client, event_id, since)
+        except BaseException:
+            # Not found, or Redis failed: nothing of the join stays (nor its stream).
+            self.leave_event(client, event_id)
+            raise
+
+    async def _catch_up(
+        self, client: Client, event_id: str, since: str | None
+    ) -> protocol.EventRoomJoined:
         replayed, complete = 0, False
         if since is not None:
-            entries, complete = await feed.since(self.redis, event_id, since, protocol.feed_frame)
+            replay = await feed.since(self.redis, event_id, since, protocol.feed_frame)
+            if not replay.exists:
+                raise ClientError("event_not_found", f"event {event_id} not found")
+            complete = replay.complete
             if complete:
-                for entry in entries:
+                for entry in replay.entries:
                     if entry.name in protocol.ROOM_EVENTS:
                         client.send_entry(entry)
                         replayed += 1
-                cursor_id = entries[-1].id if entries else since
+                cursor_id = replay.entries[-1].id if replay.entries else since
         if since is None or not complete:
             stock, cursor_id = await feed.snapshot(self.redis, event_id)
             if stock is None:
-                self.leave_event(client, event_id)
                 raise ClientError("event_not_found", f"event {event_id} not found")
             for c in stock.categories:
                 snapshot = protocol.StockUpdate(
@@ -148,7 +327,10 @@ class Hub:
             room.discard(client)
             if not room:
                 del self.rooms[event_id]
-                if event_id not in self._user_feed_events:
+                if (
+                    event_id not in self._user_feed_events
+                    and event_id not in self.queue_watch.watchers
+                ):
                     self.tailer.unfollow(event_id)
 
     def join_user(self, client: Client, user_id: str) -> None:
@@ -159,6 +341,9 @@ class Hub:
         if who.id != user_id and not who.is_admin:
             raise ClientError("forbidden", "you may only join your own user room")
         client.users.add(user_id)
+        if user_id not in self.user_rooms:
+            self._user_joined_ms[user_id] = int(time.time() * 1000)
+            self._user_rooms_changed.set()
         self.user_rooms.setdefault(user_id, set()).add(client)
 
     def leave_user(self, client: Client, user_id: str) -> None:
@@ -168,13 +353,48 @@ class Hub:
             room.discard(client)
             if not room:
                 del self.user_rooms[user_id]
+                self._user_joined_ms.pop(user_id, None)
+                self._user_rooms_changed.set()
+
+    async def join_queue(self, client: Client, event_id: str) -> None:
+        """The socket follows its user's place in the event's queue (and is their
+        heartbeat); the event's feed is tailed for ``queue:admitted`` / ``sold-out``."""
+        who = client.principal
+        if who is None:
+            raise ClientError("unauthorized", "join:queue needs a valid token (auth or ?token=)")
+        if event_id not in self.tailer.positions:
+            if self.tailer.is_full(event_id):
+                raise _too_many_streams(self.tailer.max_streams)
+            self.tailer.follow(event_id, await feed.latest_id(self.redis, event_id))
+        try:
+            await self.queue_watch.add(client, event_id, who.id)
+        except BaseException:
+            self._leave_queue(client, event_id)
+            raise
+
+    def _leave_queue(self, client: Client, event_id: str) -> None:
+        self.queue_watch.remove(client, event_id)
+        if (
+            event_id not in self.queue_watch.watchers
+            and event_id not in self.rooms
+            and event_id not in self._user_feed_events
+        ):
+            self.tailer.unfollow(event_id)
 
     def remove(self, client: Client) -> None:
         """A socket is gone: out of every room, its resources freed."""
+        for event_id in self.queue_watch.events():
+            self._leave_queue(client, event_id)
         for event_id in list(client.cursors):
             self.leave_event(client, event_id)
         for user_id in list(client.users):
             self.leave_user(client, user_id)
+        self._forget_user(client)
+        peers = self.by_address.get(client.address or "")
+        if peers is not None:
+            peers.discard(client)
+            if not peers:
+                del self.by_address[client.address or ""]
         self.clients.discard(client)
         client.closed.set()
 
@@ -199,7 +419,7 @@ class Hub:
                 principal = await self.authenticate(credentials.token)
                 if principal is None:
                     raise ClientError("unauthorized", "invalid token")
-                client.principal = principal
+                self.identify(client, principal)
                 identity = protocol.Identity(user_id=principal.id, role=Role(principal.role))
                 reply = protocol.Authenticated(data=identity)
             case protocol.JoinEvent(data=join):
@@ -214,6 +434,12 @@ class Hub:
             case protocol.LeaveUser(data=user):
                 self.leave_user(client, user.user_id)
                 reply = protocol.Left(data=protocol.UserRoomLeft(user_id=user.user_id))
+            case protocol.JoinQueue(data=ref):
+                await self.join_queue(client, ref.event_id)
+                reply = protocol.Joined(data=protocol.QueueRoomJoined(event_id=ref.event_id))
+            case protocol.LeaveQueue(data=ref):
+                self._leave_queue(client, ref.event_id)
+                reply = protocol.Left(data=protocol.QueueRoomLeft(event_id=ref.event_id))
             case _:
                 assert_never(message)
         client.outbox.put(protocol.encode(reply))

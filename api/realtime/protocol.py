@@ -102,13 +102,27 @@ class LeaveUser(ClientMessageBase, frozen=True, tag="leave:user"):
     data: UserRef
 
 
-ClientMessage = Auth | JoinEvent | LeaveEvent | JoinUser | LeaveUser
+class JoinQueue(ClientMessageBase, frozen=True, tag="join:queue"):
+    """The signed-in buyer's socket follows their place in the event's admission queue:
+    ``queue:position`` / ``queue:admitted`` / ``queue:sold-out`` frames, and it counts as
+    their heartbeat while it stays open."""
+
+    data: EventRef
+
+
+class LeaveQueue(ClientMessageBase, frozen=True, tag="leave:queue"):
+    data: EventRef
+
+
+ClientMessage = Auth | JoinEvent | LeaveEvent | JoinUser | LeaveUser | JoinQueue | LeaveQueue
 CLIENT_MESSAGES: dict[str, type[ClientMessage]] = {
     "auth": Auth,
     "join:event": JoinEvent,
     "leave:event": LeaveEvent,
     "join:user": JoinUser,
     "leave:user": LeaveUser,
+    "join:queue": JoinQueue,
+    "leave:queue": LeaveQueue,
 }
 # Checks a field's type cannot express, by wire name (run once the type matched).
 _FIELD_CHECKS: dict[str, Callable[[Any], bool]] = {"since": valid_stream_id}
@@ -116,7 +130,7 @@ _FIELD_CHECKS: dict[str, Callable[[Any], bool]] = {"since": valid_stream_id}
 _FIELD_REFUSALS: dict[str, tuple[str, str]] = {
     "eventId": ("bad_message", "eventId must be an id"),
     "userId": ("bad_message", "userId must be an id"),
-    "since": ("bad_message", "since must be a stream id like 1700000000000-0 (64-bit parts)"),
+    "since": ("bad_message", "since must be a stream id like 1700000000000-0"),
     "token": ("unauthorized", "invalid token"),
 }
 _NOT_AN_ENVELOPE = ClientError("bad_message", 'expected {"event": ..., "data": {...}}')
@@ -200,16 +214,64 @@ class OrderStatusChange(msgspec.Struct, frozen=True):
     expires_at: str | None = msgspec.field(name="expiraEn")
 
 
+class WaitlistOffer(msgspec.Struct, frozen=True):
+    """Tickets returned for a waitlist entry: a RESERVED order for its buyer until
+    ``expiraEn`` (the user's channel)."""
+
+    event_id: str = msgspec.field(name="eventoId")
+    category_id: str = msgspec.field(name="categoriaId")
+    order_id: str = msgspec.field(name="orderId")
+    expires_at: str = msgspec.field(name="expiraEn")
+
+
+class QueueAdmitted(msgspec.Struct, frozen=True):
+    """The buyer is admitted: hold with ``Admission-Token: <admisionToken>`` before
+    ``admisionExpiraEn`` (the user's channel)."""
+
+    event_id: str = msgspec.field(name="eventoId")
+    token: str = msgspec.field(name="admisionToken")
+    expires_at: str = msgspec.field(name="admisionExpiraEn")
+
+
+class QueueSoldOut(msgspec.Struct, frozen=True):
+    """Every waiting buyer of the event's queue: sold out (the queue is AGOTADA)."""
+
+    event_id: str = msgspec.field(name="eventoId")
+
+
+class QueueUpdate(msgspec.Struct, frozen=True):
+    """The queue's figures (event room; at most one a second unless its state changes)."""
+
+    event_id: str = msgspec.field(name="eventoId")
+    state: str = msgspec.field(name="estado")
+    waiting: int = msgspec.field(name="enCola")
+    admitted: int = msgspec.field(name="admitidos")
+
+
+class QueuePositionData(msgspec.Struct, frozen=True):
+    event_id: str = msgspec.field(name="eventoId")
+    position: int | None = msgspec.field(name="posicion")
+    ahead: int | None = msgspec.field(name="delante")
+    eta_s: int | None = msgspec.field(name="esperaEstimadaSegundos")
+    tickets_left: int = msgspec.field(name="entradasRestantes")
+
+
 FEED_PAYLOADS: dict[str, type[msgspec.Struct]] = {
     "ticket:stock-update": StockUpdate,
     "ticket:almost-sold-out": AlmostSoldOut,
     "event:update": EventUpdate,
     "order:status-change": OrderStatusChange,
+    "waitlist:offer": WaitlistOffer,
+    "queue:admitted": QueueAdmitted,
+    "queue:sold-out": QueueSoldOut,
+    "queue:update": QueueUpdate,
 }
 """The ``data`` of each feed entry kind, as the Lua scripts (and the engine) store it."""
-ROOM_EVENTS = frozenset({"ticket:stock-update", "ticket:almost-sold-out", "event:update"})
+ROOM_EVENTS = frozenset(
+    {"ticket:stock-update", "ticket:almost-sold-out", "event:update", "queue:update"}
+)
 """Feed entries for an event's room."""
-USER_EVENTS = frozenset({"order:status-change"})
+USER_EVENTS = frozenset({"order:status-change", "waitlist:offer", "queue:admitted"})
 """Feed entries for the room of the entry's ``user``."""
 
 
@@ -226,6 +288,16 @@ class EventRoomJoined(msgspec.Struct, frozen=True, kw_only=True):
 class UserRoomJoined(msgspec.Struct, frozen=True, kw_only=True):
     room: Literal["user"] = "user"
     user_id: str = msgspec.field(name="userId")
+
+
+class QueueRoomJoined(msgspec.Struct, frozen=True, kw_only=True):
+    room: Literal["queue"] = "queue"
+    event_id: str = msgspec.field(name="eventId")
+
+
+class QueueRoomLeft(msgspec.Struct, frozen=True, kw_only=True):
+    room: Literal["queue"] = "queue"
+    event_id: str = msgspec.field(name="eventId")
 
 
 class EventRoomLeft(msgspec.Struct, frozen=True, kw_only=True):
@@ -260,11 +332,25 @@ class StockSnapshot(ServerFrame, frozen=True, tag="ticket:stock-update"):
 
 
 class Joined(ServerFrame, frozen=True, tag="joined"):
-    data: EventRoomJoined | UserRoomJoined
+    data: EventRoomJoined | UserRoomJoined | QueueRoomJoined
 
 
 class Left(ServerFrame, frozen=True, tag="left"):
-    data: EventRoomLeft | UserRoomLeft
+    data: EventRoomLeft | UserRoomLeft | QueueRoomLeft
+
+
+class QueuePosition(ServerFrame, frozen=True, tag="queue:position"):
+    """A queued buyer's place (conflated: at most one a second per buyer)."""
+
+    data: QueuePositionData
+
+
+class QueueAdmittedFrame(ServerFrame, frozen=True, tag="queue:admitted"):
+    data: QueueAdmitted
+
+
+class QueueSoldOutFrame(ServerFrame, frozen=True, tag="queue:sold-out"):
+    data: QueueSoldOut
 
 
 class Authenticated(ServerFrame, frozen=True, tag="authenticated"):

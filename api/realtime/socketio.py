@@ -118,25 +118,26 @@ class SocketIOGateway:
             return
         hub = self._hub()
         if hub is None:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": "unavailable", "message": "starting up, retry"}
-            )
+            raise _refusal("unavailable", "starting up, retry")
         environ: dict[str, Any] = args[0] if args and isinstance(args[0], dict) else {}
         auth = args[1] if len(args) > 1 else None
         eio_sid = seam.engineio_sid(self.sio, sid, NAMESPACE)
         transport = seam.transport(self.sio, eio_sid)
         if eio_sid is None or transport is None:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": "unavailable", "message": "connection closed during the handshake"}
-            )
+            raise _refusal("unavailable", "connection closed during the handshake")
         client = Client()
-        token = _token(auth, environ)
-        if token is not None:
-            client.principal = await hub.authenticate(token)
-            if client.principal is None:
+        try:
+            hub.connect(client, seam.client_address(environ))
+            token = _token(auth, environ)
+            if token is not None and not await hub.sign_in(client, token):
                 client.outbox.put(_INVALID_TOKEN)
+        except ClientError as e:  # a socket cap: the client's connect_error carries it
+            hub.remove(client)
+            raise _refusal(e.code, e.message) from None
+        except BaseException:
+            hub.remove(client)
+            raise
         session = _Session(hub=hub, client=client, eio_sid=eio_sid, transport=transport)
-        hub.clients.add(client)
         self.sessions[sid] = session
         session.drain = asyncio.create_task(self._drain(sid, session), name=f"socketio-{sid}")
 
@@ -211,6 +212,10 @@ class SocketIOGateway:
         try:
             await session.hub.handle(client, message_from(event, args[0] if args else {}))
         except ClientError as e:
+            if e.close:  # a socket cap
+                await self._error_now(sid, e.code, e.message)
+                await self.sio.disconnect(sid, namespace=NAMESPACE)
+                return
             client.outbox.put(e.frame())
         except Exception:
             # Not the client's fault (Redis unreachable...): as /ws, drop the connection so
@@ -223,6 +228,13 @@ class SocketIOGateway:
         """An ``error`` event sent now, ahead of the outbox (the connection is closing)."""
         refusal = msgspec.to_builtins(Refusal(code=code, message=message))
         await self.sio.emit("error", refusal, to=sid)
+
+
+def _refusal(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
+    """A refused handshake: the client's ``connect_error`` gets an Error whose ``message``
+    is ``message`` and whose ``data`` is ``{code, message}`` (Socket.IO's convention)."""
+    refusal = msgspec.to_builtins(Refusal(code=code, message=message))
+    return socketio.exceptions.ConnectionRefusedError(message, refusal)
 
 
 def _library_logger(name: str) -> logging.Logger:

@@ -3,7 +3,8 @@
 A reader loop decodes each text frame (:func:`~api.realtime.protocol.decode_message`),
 spends the socket's message budget and hands the message to the hub; a writer task beside
 it drains the socket's outbox. A socket whose outbox overflows is closed with 1013 (the
-client resumes with ``since``); one that floods is closed with 1008.
+client resumes with ``since``); one that floods, or passes a socket cap (per user, per
+client address), gets an ``error`` frame and is closed with 1008.
 """
 
 from __future__ import annotations
@@ -27,12 +28,18 @@ async def serve_socket(hub: Hub, socket: WebSocket[Any, Any, Any]) -> None:
     """The life of one socket: reader loop here, writer task beside it."""
     await socket.accept()
     client = Client()
-    hub.clients.add(client)
-    token = socket.query_params.get("token")
-    if token:
-        client.principal = await hub.authenticate(token)
-        if client.principal is None:
+    try:
+        hub.connect(client, socket.client.host if socket.client else None)
+        token = socket.query_params.get("token")
+        if token and not await hub.sign_in(client, token):
             client.outbox.put(_INVALID_TOKEN)
+    except ClientError as e:  # a socket cap
+        hub.remove(client)
+        await _refuse(socket, e)
+        return
+    except BaseException:
+        hub.remove(client)
+        raise
 
     async def writer() -> None:
         outbox = client.outbox
@@ -72,6 +79,12 @@ async def serve_socket(hub: Hub, socket: WebSocket[Any, Any, Any]) -> None:
             try:
                 await hub.handle(client, decode_message(raw))
             except ClientError as e:
+                if e.close:  # a socket cap: its frame, then close; nothing else matters
+                    send_task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await send_task
+                    await _refuse(socket, e)
+                    break
                 client.outbox.put(e.frame())
     except (WebSocketDisconnect, RuntimeError):
         pass
@@ -85,6 +98,13 @@ async def serve_socket(hub: Hub, socket: WebSocket[Any, Any, Any]) -> None:
                 await asyncio.wait_for(
                     socket.close(code=1013, reason="too slow: reconnect with since"), 1.0
                 )
+
+
+async def _refuse(socket: WebSocket[Any, Any, Any], error: ClientError) -> None:
+    """The ``error`` frame of a socket cap, then close 1008 (policy violation)."""
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(socket.send_text(error.frame().decode()), 1.0)
+        await asyncio.wait_for(socket.close(code=1008, reason=error.code), 1.0)
 
 
 @websocket("/ws", exclude_from_auth=True)

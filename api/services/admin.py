@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from api.security import Principal
+from api.services import unpersisted
 from api.services.errors import Forbidden, NotFound
 from engine.core import Engine
 from engine.models import Order
+from engine.queue import QueueEngine, QueueInfo
 from persistence.aio import AsyncStore
 
 
@@ -33,6 +35,7 @@ class CategorySales:
     held: int
     available: int
     revenue: float
+    waiting: int = 0  # waitlist entries still waiting
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,8 @@ class EventSales:
     event_id: str
     name: str
     categories: list[CategorySales]
+    queue: QueueInfo | None = None
+    queue_outflow: int = 0  # admissions in the last minute
 
     @property
     def total(self) -> int:
@@ -70,11 +75,16 @@ class AdminService:
     async def orders(
         self, page: int, limit: int, *, status: str | None = None, event_id: str | None = None
     ) -> tuple[list[Order], int]:
-        return await self.store.list_orders(page, limit, status=status, event_id=event_id)
+        """The store's orders with those Redis has and the writer has not stored yet
+        (read-your-writes: a confirmed order is listed at once)."""
+        return await unpersisted.list_orders(
+            self.engine, self.store, page, limit, status=status, event_id=event_id
+        )
 
     async def overview(self) -> Overview:
-        """Users, events and orders from the store; tickets and revenue live from Redis."""
-        order_stats = await self.store.order_stats()
+        """Users, events, orders and revenue (what buyers paid: the confirmed orders'
+        totals) from the store with the orders not stored yet; tickets live from Redis."""
+        order_stats = await unpersisted.order_stats(self.engine, self.store)
         stocks = await self.engine.stocks(await self.engine.event_ids())
         live_holds = await self.engine.live_holds(list(stocks))
         categories = [c for s in stocks.values() for c in s.categories]
@@ -83,7 +93,7 @@ class AdminService:
             events=await self.store.count_events(),
             orders_by_status=order_stats.by_status,
             tickets_sold=sum(c.sold for c in categories),
-            revenue=round(sum(c.sold * c.price for c in categories), 2),
+            revenue=order_stats.revenue,
             live_holds=live_holds,
             tickets_held=sum(c.held for c in categories),
         )
@@ -97,10 +107,15 @@ class AdminService:
             raise Forbidden("only the event's organizer or an ADMIN", code="not_owner")
         stock = await self.engine.stock(event_id)
         live = {c.id: c for c in stock.categories} if stock else {}
+        # Revenue is what the buyers paid (the unit prices in their confirmed orders),
+        # never tickets sold x today's price.
+        paid = await unpersisted.event_sales(self.engine, self.store, event_id)
         rows = []
         for c in event.categories:
             s = live.get(c.id)
-            sold, held, left = (s.sold, s.held, s.available) if s else (0, 0, c.total)
+            stored = paid.get(c.id)
+            gone = stored.sold if stored else 0
+            sold, held, left = (s.sold, s.held, s.available) if s else (gone, 0, c.total - gone)
             rows.append(
                 CategorySales(
                     category_id=c.id,
@@ -110,7 +125,13 @@ class AdminService:
                     sold=sold,
                     held=held,
                     available=left,
-                    revenue=round(sold * c.price, 2),
+                    revenue=stored.revenue if stored else 0.0,
+                    waiting=s.waiting if s else 0,
                 )
             )
-        return EventSales(event_id=event.id, name=event.name, categories=rows)
+        queues = QueueEngine(self.engine)
+        queue = await queues.info(event_id)
+        outflow = await queues.outflow(event_id) if queue else 0
+        return EventSales(
+            event_id=event.id, name=event.name, categories=rows, queue=queue, queue_outflow=outflow
+        )

@@ -1,6 +1,10 @@
 """The account rules: self-registration (no self-made ADMIN, the password policy, one
-account per e-mail), login without revealing which e-mails exist, and rate limits by
-client address and e-mail."""
+account per e-mail), login without revealing which e-mails exist, and rate limits.
+
+Login is limited per client address, and per e-mail *and* address: guessing one
+account's password is slowed, yet a stranger spending an account's budget from elsewhere
+does not lock its holder out. E-mails are compared in one form everywhere,
+:func:`email_key` (the store's ``fold``), so ``Admin@teﬆ.com`` has no budget of its own."""
 
 from __future__ import annotations
 
@@ -16,12 +20,17 @@ from engine.models import new_id
 from engine.vocabulary import Role
 from persistence.aio import AsyncStore
 from persistence.errors import DuplicateEmail
-from persistence.store import User
+from persistence.store import User, fold
 
 
 class Session(NamedTuple):
     token: str
     user: User
+
+
+def email_key(email: str) -> str:
+    """The one comparison form of an e-mail: the store's lookup key (case-folded)."""
+    return fold(email.strip())
 
 
 def _duplicate() -> Conflict:
@@ -74,10 +83,10 @@ class AuthService:
         return self._session(user)
 
     async def login(self, email: str, password: str, client: str) -> Session:
-        email = email.strip().lower()
+        key = email_key(email)
         await self._limit("login", client)
-        await self._limit("login-email", email)
-        user = await self.store.get_user_by_email(email)
+        await self._limit("login-email", f"{key} {client}")
+        user = await self.store.get_user_by_email(key)
         ok = await self.passwords.verify(password, user.password_hash if user else None)
         if not ok or user is None:
             raise Unauthenticated("invalid e-mail or password", code="bad_credentials")

@@ -5,14 +5,15 @@ deleting an event with live holds, and reads joined with Redis's live stock."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 import msgspec
 
 from api.schemas import CategoryIn, CategoryPatch, EventIn, EventPatch
-from api.security import Principal
-from api.services.errors import Conflict, Forbidden, Invalid, NotFound
+from api.security import Principal, RateLimiter
+from api.services.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited
 from api.services.recovery import category_specs
 from engine.core import Engine
 from engine.models import EventStock, new_id
@@ -87,9 +88,15 @@ def _category_of(event: Event, category_id: str) -> Category:
 
 
 class EventService:
-    def __init__(self, engine: Engine, store: AsyncStore) -> None:
+    def __init__(
+        self, engine: Engine, store: AsyncStore, creations: RateLimiter | None = None
+    ) -> None:
         self.engine = engine
         self.store = store
+        self.creations = creations
+        """Events an organizer may create per window (``EVENTS_PER_HOUR``; not ADMINs)."""
+        self.on_update: Callable[[LiveEvent], Awaitable[None]] | None = None
+        """Called after an event's fields changed (the ``event.updated`` webhook)."""
 
     async def _event(self, event_id: str) -> Event:
         event = await self.store.get_event(event_id)
@@ -169,6 +176,10 @@ class EventService:
                 code="event_past",
                 fields={"fecha": "in the past"},
             )
+        if self.creations is not None and not who.is_admin:  # counted once it is valid
+            retry_after = await self.creations.hit("events", who.id)
+            if retry_after is not None:
+                raise RateLimited(retry_after)
         event = Event(
             id=new_id(),
             name=data.nombre,
@@ -180,12 +191,18 @@ class EventService:
             organizer_id=who.id,
             categories=categories,
             state="open",
+            max_per_buyer=data.maxPorComprador,
             created_at=now,
             updated_at=now,
         )
         await self.store.create_event(event)
         try:
-            await self.engine.arm_event(event.id, category_specs(event, {}), starts_at=event.date)
+            await self.engine.arm_event(
+                event.id,
+                category_specs(event, {}),
+                starts_at=event.date,
+                max_per_buyer=event.max_per_buyer,
+            )
         except BaseException:
             await self.store.delete_event(event.id)
             raise
@@ -194,7 +211,17 @@ class EventService:
     async def update(self, who: Principal, event_id: str, data: EventPatch) -> LiveEvent:
         async with self.engine.event_lock(event_id):
             event = await self._owned(event_id, who)
-            changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
+            changes = {
+                k: v
+                for k, v in msgspec.structs.asdict(data).items()
+                if v is not None and v is not msgspec.UNSET
+            }
+            # maxPorComprador: null removes the cap. Lowered below what a buyer already
+            # holds, their orders stay; only their new holds are refused (buyer_limit).
+            cap_given = data.maxPorComprador is not msgspec.UNSET
+            per_buyer = data.maxPorComprador if isinstance(data.maxPorComprador, int) else None
+            if cap_given:
+                changes["maxPorComprador"] = per_buyer
             if not changes:
                 raise Invalid("nothing to change", code="empty_update")
             state = event.state
@@ -209,16 +236,26 @@ class EventService:
                 capacity=data.capacidadTotal if data.capacidadTotal is not None else event.capacity,
                 base_price=data.precioBase if data.precioBase is not None else event.base_price,
                 state=state,
+                max_per_buyer=per_buyer if cap_given else event.max_per_buyer,
                 updated_at=_now_ms(),
             )
             _check_capacity(updated.capacity, updated.categories)
             await self.store.replace_event(updated)
             wire = msgspec.to_builtins(changes)
-            if data.enVenta is not None or data.fecha is not None:
-                await self.engine.set_state(event_id, updated.state, wire, starts_at=updated.date)
+            if data.enVenta is not None or data.fecha is not None or cap_given:
+                await self.engine.set_state(
+                    event_id,
+                    updated.state,
+                    wire,
+                    starts_at=updated.date,
+                    max_per_buyer=updated.max_per_buyer or 0,
+                )
             else:
                 await self.engine.publish_event_update(event_id, wire)
-            return LiveEvent(updated, await self.engine.stock(event_id))
+            live = LiveEvent(updated, await self.engine.stock(event_id))
+        if self.on_update is not None:
+            await self.on_update(live)
+        return live
 
     async def delete(self, who: Principal, event_id: str, *, force: bool = False) -> None:
         """ADMIN only. An event with held or sold tickets needs ``force``, which closes

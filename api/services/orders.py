@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from api.security import Principal, RateLimiter
-from api.services.errors import Invalid, NotFound, RateLimited, Unavailable
+from api.services.errors import Conflict, Invalid, NotFound, RateLimited, Unavailable
 from engine.core import Engine
-from engine.errors import NotReplicated, OrderRetired
+from engine.errors import NotReplicated, OrderRetired, SoldOut
 from engine.models import HoldResult, Order
 from persistence.aio import AsyncStore
 
@@ -76,6 +76,25 @@ class OrderService:
             if stored is None or stored.user_id != who.id:
                 raise
             return HoldResult(stored, created=False)
+        except SoldOut as e:
+            raise await self._sold_out(event_id, e) from None
+
+    async def _sold_out(self, event_id: str, e: SoldOut) -> Exception:
+        """The engine's refusal names the category by id: say its name too."""
+        category_id = str(e.details.get("category", ""))
+        stock = await self.engine.stock(event_id)
+        category = stock.category(category_id) if stock is not None else None
+        if category is None:
+            return e
+        available = e.details.get("available")
+        return Conflict(
+            f"not enough tickets in category {category.name!r} ({category_id}): "
+            f"{available} available",
+            code=e.code,
+            categoriaId=category_id,
+            categoriaNombre=category.name,
+            disponible=available,
+        )
 
     async def get(self, who: Principal, order_id: str) -> Order:
         """Redis first (live and authoritative), then the store (older, or Redis lost).
@@ -137,6 +156,11 @@ class OrderService:
                 return True
             await asyncio.sleep(0.02)
         return False
+
+    async def extend(self, who: Principal, order_id: str) -> Order:
+        """The owner's held order, given more time within the server's caps (SPEC 10.3);
+        anyone else's order is not found (an ADMIN's too: extending is the buyer's call)."""
+        return await self.engine.extend(order_id, who.id)
 
     async def cancel(self, who: Principal, order_id: str) -> Order:
         result = await self.engine.cancel(order_id, who.id, is_admin=who.is_admin)

@@ -42,12 +42,32 @@ async def rearm_from_store(engine: Engine, store: AsyncStore) -> int:
             category_specs(event, sold),
             on_sale=event.state == "open",
             starts_at=event.date,
+            max_per_buyer=event.max_per_buyer,
         )
+        await engine.restore_buyer_counts(event.id, await bought_by_buyer(store, event.id))
         await expire_lost_holds(store, event.id)
         armed += 1
     if armed:
         log.info("re-armed %d events from the store", armed)
     return armed
+
+
+async def bought_by_buyer(store: AsyncStore, event_id: str, page_size: int = 500) -> dict[str, int]:
+    """Tickets each buyer bought in the event (its stored CONFIRMED orders): the buyer
+    counts after a Redis loss, when every hold died with it. Waitlists are not restored."""
+    counts: dict[str, int] = {}
+    page = 1
+    while True:
+        orders, total = await store.list_orders(
+            page, page_size, status=OrderStatus.CONFIRMED, event_id=event_id
+        )
+        for order in orders:
+            counts[order.user_id] = counts.get(order.user_id, 0) + sum(
+                t.quantity for t in order.tickets
+            )
+        if not orders or page * page_size >= total:
+            return counts
+        page += 1
 
 
 async def expire_lost_holds(store: AsyncStore, event_id: str, page_size: int = 500) -> int:

@@ -9,12 +9,15 @@ Guarantees (see docs/persistence.md):
   ``min_idle_ms`` from another consumer (XAUTOCLAIM).
 * **Idempotent.** Orders are upserted by id and only by a version >= the stored one, so a
   replayed or reordered entry changes nothing. Together: exactly once in the store.
-* **Poison never blocks.** An entry that cannot be decoded, that the store refuses on its
-  own, or that was delivered more than ``max_deliveries`` times is copied to the
-  dead-letter stream ``keys.DEAD_LETTER`` and acknowledged.
+* **Poison never blocks, valid orders are never parked.** Only an entry that cannot be
+  decoded or validated as an order of its log's event is copied to the dead-letter
+  stream ``keys.DEAD_LETTER`` and acknowledged. Delivery counts play no part (restarts,
+  reclaims and outages redeliver valid entries). :func:`replay_dead_letters`
+  (``onsale writer --replay-dead``) puts dead letters back into their logs.
 * **Store outages.** ``StoreUnavailable`` makes the writer back off exponentially (capped)
   and retry the same batch, without acknowledging and without re-reading it (so an
-  outage does not count as a delivery).
+  outage does not count as a delivery). A store that refuses valid orders
+  (``StoreError``) is retried the same way, order by order, never dead-lettered.
 * **Trimming.** A log stream is trimmed with ``XTRIM MINID`` to the oldest entry some
   group on it has not acknowledged (lowest pending id, else the entry after the group's
   last-delivered id), never with MAXLEN.
@@ -26,11 +29,13 @@ Modules, one job each:
 * :mod:`~persistence.writer.streams` — stream ids, :class:`Entry`, XREADGROUP.
 * :mod:`~persistence.writer.groups` — consumer-group bookkeeping (create, ack, claim,
   delivery counts, idle consumers).
-* :mod:`~persistence.writer.dead_letters` — what is poison, and the dead-letter stream.
+* :mod:`~persistence.writer.dead_letters` — what is poison, the dead-letter stream, replay.
 * :mod:`~persistence.writer.trimming` — ``XTRIM MINID`` behind the slowest group.
 * :mod:`~persistence.writer.lag` — :func:`measure_lag`, :class:`WriterLag`,
   :class:`WriterStats`.
 * :mod:`~persistence.writer.durability` — :func:`wait_persisted`, :class:`CommitSignal`.
+* :mod:`~persistence.writer.backlog` — :func:`unpersisted_orders`: what the store does
+  not hold yet (read-your-writes for readers of the store).
 
 Every process that runs a writer (``onsale writer``, an API worker with RUN_WRITER) builds
 it with :func:`build_writer`, which names the consumer.
@@ -44,7 +49,9 @@ import socket
 from redis.asyncio import Redis
 
 from persistence.aio import AsyncStore
+from persistence.writer.backlog import unpersisted_orders
 from persistence.writer.consumer import OrderWriter, WriterStopped
+from persistence.writer.dead_letters import Replayed, dead_letter_count, replay_dead_letters
 from persistence.writer.durability import CommitSignal, wait_persisted
 from persistence.writer.lag import BatchReport, WriterLag, WriterStats, measure_lag
 from persistence.writer.streams import Entry, id_ms, next_id, parse_id
@@ -54,15 +61,19 @@ __all__ = [
     "CommitSignal",
     "Entry",
     "OrderWriter",
+    "Replayed",
     "WriterLag",
     "WriterStats",
     "WriterStopped",
     "build_writer",
     "consumer_name",
+    "dead_letter_count",
     "id_ms",
     "measure_lag",
     "next_id",
     "parse_id",
+    "replay_dead_letters",
+    "unpersisted_orders",
     "wait_persisted",
 ]
 
@@ -83,7 +94,6 @@ def build_writer(
     block_ms: int = 1_000,
     min_idle_ms: int = 30_000,
     reclaim_interval_ms: int = 5_000,
-    max_deliveries: int = 5,
 ) -> OrderWriter:
     """The :class:`OrderWriter` of this process, consumer named by :func:`consumer_name`.
 
@@ -98,5 +108,4 @@ def build_writer(
         block_ms=block_ms,
         min_idle_ms=min_idle_ms,
         reclaim_interval_ms=reclaim_interval_ms,
-        max_deliveries=max_deliveries,
     )

@@ -2,8 +2,9 @@
 through the consumer group, reclaims what dead consumers left, persists, acknowledges.
 
 The guarantees are the package's (see :mod:`persistence.writer`): acknowledged only
-after the store acknowledged the write, idempotent upserts, poison dead-lettered, store
-outages waited out, logs trimmed behind the slowest group. The Redis commands behind
+after the store acknowledged the write, idempotent upserts, poison (undecodable or
+invalid entries, nothing else) dead-lettered, store outages and refusals waited out,
+logs trimmed behind the slowest group. The Redis commands behind
 each step live in the sibling modules; this one holds the loop and its policy.
 """
 
@@ -26,6 +27,7 @@ from engine.models import Order
 from persistence.aio import AsyncStore
 from persistence.errors import StoreError, StoreUnavailable
 from persistence.store import latest_versions
+from persistence.writer.companions import ensure_companion_groups
 from persistence.writer.dead_letters import dead_letter, triage
 from persistence.writer.durability import CommitSignal, wait_persisted
 from persistence.writer.groups import (
@@ -43,6 +45,7 @@ from persistence.writer.trimming import trim_point, trim_stream
 log = logging.getLogger(__name__)
 
 GC_INTERVAL_S = 60.0  # how often idle consumers are looked for
+REFUSAL_LOG_INTERVAL_S = 30.0  # a store refusing a valid order is logged at most this often
 
 
 class WriterStopped(Exception):
@@ -66,7 +69,6 @@ class OrderWriter:
         block_ms: int = 1_000,
         linger_ms: int = 0,
         min_idle_ms: int = 30_000,
-        max_deliveries: int = 5,
         reclaim_interval_ms: int = 5_000,
         trim_interval_ms: int = 1_000,
         refresh_interval_ms: int = 1_000,
@@ -76,8 +78,8 @@ class OrderWriter:
         consumer_idle_gc_ms: int = 3_600_000,
         group: str = keys.WRITER_GROUP,
     ) -> None:
-        if batch < 1 or max_deliveries < 1 or min_idle_ms < 0:
-            raise ValueError("batch and max_deliveries must be >= 1, min_idle_ms >= 0")
+        if batch < 1 or min_idle_ms < 0:
+            raise ValueError("batch must be >= 1, min_idle_ms >= 0")
         self.redis = redis
         self.store = store
         self.consumer = consumer_name
@@ -86,7 +88,6 @@ class OrderWriter:
         self.block_ms = block_ms
         self.linger_s = max(0, linger_ms) / 1000
         self.min_idle_ms = min_idle_ms
-        self.max_deliveries = max_deliveries
         self.reclaim_interval_s = reclaim_interval_ms / 1000
         self.trim_interval_s = trim_interval_ms / 1000
         self.refresh_interval_s = refresh_interval_ms / 1000
@@ -205,6 +206,7 @@ class OrderWriter:
         for stream, event_id in wanted.items():
             if stream not in self._streams:
                 await ensure_group(self.redis, stream, self.group)
+                await ensure_companion_groups(self.redis, stream)  # before any trim
                 self._streams[stream] = event_id
         for stream in [s for s in self._streams if s not in wanted]:
             if await consumed(self.redis, stream, self.group):
@@ -331,57 +333,75 @@ class OrderWriter:
         if not entries:
             return report
         self.stats.entries_read += len(entries)
-        counts = (
-            await delivery_counts(self.redis, self.group, self.consumer, entries)
-            if redelivered
-            else {}
-        )
-        decoded, dead = triage(entries, counts, self.max_deliveries)
+        decoded, dead = triage(entries)
         if not redelivered:
             self._read_ahead()
         for start in range(0, len(decoded), self.batch):
             chunk = decoded[start : start + self.batch]
-            written, refused = await self._persist([order for _, order in chunk])
+            orders = [order for _, order in chunk]
+            written = await self._persist(orders)
             report.written += written
-            dead += [(e, refused[o.id]) for e, o in chunk if o.id in refused]
-            done = [e for e, o in chunk if o.id not in refused]
             self.stats.orders_written += written
             self.stats.record_batch(len(chunk))
             self.commits.fire()
-            await retire_persisted(self.redis, [o for _, o in chunk if o.id not in refused])
-            report.acked += await self._ack(done)
+            await retire_persisted(self.redis, orders)
+            report.acked += await self._ack([e for e, _ in chunk])
         if dead:
+            counts = (
+                await delivery_counts(self.redis, self.group, self.consumer, [e for e, _ in dead])
+                if redelivered
+                else {}
+            )
             await dead_letter(self.redis, dead, counts, consumer=self.consumer)
             self.stats.dead_lettered += len(dead)
             report.dead_lettered = len(dead)
             report.acked += await self._ack([e for e, _ in dead])
         return report
 
-    async def _persist(self, orders: list[Order]) -> tuple[int, dict[str, str]]:
-        """Upsert one batch: (orders written, {order id: error} for orders the store
-        refused on their own). Waits out ``StoreUnavailable``."""
+    async def _persist(self, orders: list[Order]) -> int:
+        """Upsert one batch of valid orders; returns the orders written. Nothing here is
+        poison (that was triaged before), so nothing is given up on: ``StoreUnavailable``
+        is waited out with backoff; a batch the store refuses (``StoreError``) is written
+        order by order, so every order the store takes is stored, and the ones it refuses
+        are retried with backoff until it takes them (a store that refuses a valid order
+        is misconfigured or broken: the lag in /health/ready shows it, and the error is
+        logged). Stopping raises :class:`WriterStopped` (the entries stay pending)."""
         latest = latest_versions(orders)
         try:
-            return await self._upsert_retrying(latest), {}
+            return await self._upsert_retrying(latest)
         except StoreError as e:  # not StoreUnavailable: that one is waited out
-            log.warning("store refused a batch of %d (%s); retrying one by one", len(latest), e)
+            log.warning("store refused a batch of %d (%s); writing one by one", len(latest), e)
         written = 0
-        refused: dict[str, str] = {}
+        refused: list[Order] = []
         for order in latest:
             try:
                 written += await self._upsert_retrying([order])
-            except StoreError as e:
-                refused[order.id] = f"store refused: {e}"
-        return written, refused
+            except StoreError:
+                refused.append(order)
+        for order in refused:
+            written += await self._upsert_retrying([order], refusals=True)
+        return written
 
-    async def _upsert_retrying(self, orders: list[Order]) -> int:
+    async def _upsert_retrying(self, orders: list[Order], *, refusals: bool = False) -> int:
+        """Upsert, waiting out ``StoreUnavailable`` (and, with ``refusals``, any
+        ``StoreError``) with capped exponential backoff."""
         delay = self.backoff_initial_s
+        logged = 0.0
         while True:
             try:
                 return await self.store.upsert_orders(orders)
             except StoreUnavailable as e:
                 self.stats.store_retries += 1
                 log.warning("store unavailable, retrying in %.2fs: %s", delay, e)
+            except StoreError as e:
+                if not refusals:
+                    raise
+                self.stats.store_retries += 1
+                self.stats.store_refusals += 1
+                if time.monotonic() - logged >= REFUSAL_LOG_INTERVAL_S:
+                    logged = time.monotonic()
+                    ids = ", ".join(o.id for o in orders[:5])
+                    log.error("store refuses %s, retrying (never dead-lettered): %s", ids, e)
             if await self._sleep(delay):
                 raise WriterStopped
             delay = min(delay * 2, self.backoff_max_s)

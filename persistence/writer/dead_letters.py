@@ -94,6 +94,11 @@ async def dead_letter(
     await pipe.execute()
 
 
+async def dead_letter_count(redis: Redis) -> int:
+    """How many entries wait in the dead-letter stream (/health/ready, /metrics)."""
+    return int(await redis.xlen(keys.DEAD_LETTER))
+
+
 @dataclass
 class Replayed:
     """What :func:`replay_dead_letters` did: dead letters put back into their logs, and
@@ -118,9 +123,9 @@ async def replay_dead_letters(redis: Redis, *, page: int = 500) -> Replayed:
             return done
         for dead_id, fields in rows:
             cursor = "(" + text(dead_id)
-            named = {text(k): v for k, v in fields.items()}
+            named = {text(k): v for k, v in (fields or {}).items()}
             stream = text(named["stream"]) if "stream" in named else ""
-            original = {
+            original: dict[bytes | str, bytes | str] = {
                 name[len(DEAD_LETTER_PREFIX) :]: value
                 for name, value in named.items()
                 if name.startswith(DEAD_LETTER_PREFIX)
@@ -130,6 +135,6 @@ async def replay_dead_letters(redis: Redis, *, page: int = 500) -> Replayed:
                 done.kept += 1
                 continue
             await redis.xadd(stream, original)  # type: ignore[arg-type]
-            await redis.xdel(keys.DEAD_LETTER, dead_id)
+            await redis.xdel(keys.DEAD_LETTER, text(dead_id))
             done.replayed += 1
             log.info("replayed dead letter %s into %s", text(dead_id), stream)

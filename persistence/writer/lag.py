@@ -50,6 +50,7 @@ class WriterStats:
     dead_lettered: int = 0
     deleted_entries: int = 0
     store_retries: int = 0
+    store_refusals: int = 0
     trimmed: int = 0
     errors: int = 0
     last_batch: int = 0

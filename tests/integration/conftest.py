@@ -63,6 +63,7 @@ def start_api(
         "JWT_SECRET": TEST_SECRET,
         "BCRYPT_ROUNDS": "4",
         "RATE_LIMIT_PER_MINUTE": "0",
+        "EVENTS_PER_HOUR": "0",
         "LOG_LEVEL": "warning",
         **env,
     }

@@ -275,6 +275,7 @@ def test_sales_for_the_events_organizer_and_admin(api: ApiServer, buyer: str) ->
         "retenidos": 3,
         "disponibles": 5,
         "ingresos": 200,
+        "enEspera": 0,
     }
     assert rows[gen]["vendidos"] == 1 and rows[gen]["retenidos"] == 0
     assert rows[gen]["disponibles"] == 39 and rows[gen]["ingresos"] == 20

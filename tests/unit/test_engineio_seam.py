@@ -105,3 +105,25 @@ async def test_the_manager_maps_socketio_sessions_to_engineio_ones() -> None:
     assert seam.is_connected(sio, sid, "/")
     assert seam.engineio_sid(sio, "nobody", "/") is None
     assert not seam.is_connected(sio, "nobody", "/")
+
+
+def test_the_asgi_environ_keeps_the_scope_whose_client_is_the_real_address() -> None:
+    from engineio.async_drivers.asgi import translate_request
+
+    scope = {
+        "type": "http",
+        "path": "/socket.io/",
+        "query_string": b"EIO=4&transport=polling",
+        "headers": [],
+        "client": ("203.0.113.7", 51000),
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(_: object) -> None:
+        return None
+
+    environ = asyncio.run(translate_request(scope, receive, send))
+    assert environ["REMOTE_ADDR"] == "127.0.0.1"  # python-engineio's fixed value
+    assert seam.client_address(environ) == "203.0.113.7"

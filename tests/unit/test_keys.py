@@ -60,6 +60,7 @@ def test_cached_hold_keys_are_the_builders_keys() -> None:
         keys.deadlines(e),
         keys.feed(e),
         keys.order_log(e),
+        keys.buyers(e),
     )
     assert keys.hold_keys(e) is ks  # built once per event
     assert keys.hold_keys("evcache2").inventory == keys.inventory("evcache2")

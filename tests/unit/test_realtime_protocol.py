@@ -143,6 +143,17 @@ def test_client_messages_decode_to_their_types(raw: str, expected: p.ClientMessa
             "bad_message",
             "since must be a stream id like 1700000000000-0",
         ),
+        # Past Redis' 64-bit range: Redis would refuse it (a socket dropped, once).
+        (
+            '{"event": "join:event", "data": {"eventId": "e1", "since": "99999999999999999999-0"}}',
+            "bad_message",
+            "since must be a stream id like 1700000000000-0",
+        ),
+        (
+            '{"event": "join:event", "data": {"eventId": "e1", "since": "1-18446744073709551616"}}',
+            "bad_message",
+            "since must be a stream id like 1700000000000-0",
+        ),
         ('{"event": "join:user", "data": {"userId": ""}}', "bad_message", "userId must be an id"),
         ('{"event": "leave:user", "data": {}}', "bad_message", "userId must be an id"),
         ('{"event": "auth", "data": {"token": 5}}', "unauthorized", "invalid token"),
@@ -167,7 +178,20 @@ def test_socketio_events_decode_through_the_same_types() -> None:
         ("nope", {}, "unknown_event", "unknown event 'nope'"),
         ("join:user", {"userId": "a b"}, "bad_message", "userId must be an id"),
         ("auth", {}, "unauthorized", "invalid token"),
+        (
+            "join:event",
+            {"eventId": "e1", "since": "99999999999999999999-0"},
+            "bad_message",
+            "since must be a stream id like 1700000000000-0",
+        ),
     ]:
         with pytest.raises(p.ClientError) as refused:
             p.message_from(event, data)
         assert (refused.value.code, refused.value.message) == (code, message), (event, data)
+
+
+def test_the_largest_stream_id_redis_takes_is_accepted() -> None:
+    top = "18446744073709551615-18446744073709551615"
+    assert p.message_from("join:event", {"eventId": "e1", "since": top}) == p.JoinEvent(
+        data=p.EventJoin("e1", since=top)
+    )

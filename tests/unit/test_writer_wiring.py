@@ -35,7 +35,7 @@ def test_build_writer_names_the_consumer_and_passes_the_tuning() -> None:
     writer = build_writer(redis, _NoStore(), linger_ms=20, min_idle_ms=300, batch=200)
     assert writer.consumer == consumer_name()
     assert (writer.linger_s, writer.min_idle_ms, writer.batch) == (0.02, 300, 200)
-    assert writer.max_deliveries == 5  # OrderWriter's default
+
     assert build_writer(redis, _NoStore(), name="w2").consumer == "w2"
 
 

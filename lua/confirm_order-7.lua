@@ -1,7 +1,9 @@
 --[[
-  Confirm a held order: its tickets move from held to sold.
+  Confirm a held order: its tickets move from held to sold (the buyer's count keeps them).
+  A waitlist offer's entry becomes COMPRADO.
 
   KEYS[1] inv   KEYS[2] orders   KEYS[3] due   KEYS[4] timer   KEYS[5] feed   KEYS[6] log
+  KEYS[7] waitlist
 
   ARGV[1] order id      ARGV[2] user id       ARGV[3] "1" when the caller is an admin
   ARGV[4] payment method                      ARGV[5] transaction id
@@ -17,6 +19,7 @@
 ]]
 -- @include common
 local inv, orders, due, timer, feed, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local wl = KEYS[7]
 local order_id, user_id, is_admin = ARGV[1], ARGV[2], ARGV[3] == '1'
 local method, txid, maxlen = ARGV[4], ARGV[5], tonumber(ARGV[6])
 
@@ -43,4 +46,12 @@ order.estado = 'CONFIRMED'
 order.confirmadoEn = now
 order.metodoPago = method
 order.transactionId = txid
+if order.wl then
+  local raw = redis.call('HGET', wl, 'e:' .. order.wl)
+  local entry = raw and cjson.decode(raw)
+  if entry and entry.ordenId == order_id then
+    entry.estado = 'COMPRADO'
+    redis.call('HSET', wl, 'e:' .. order.wl, cjson.encode(entry))
+  end
+end
 return {0, order_changed(orders, feed, log, maxlen, order, now)}

@@ -8,6 +8,7 @@
   KEYS[5] timer    the new order's TTL timer key
   KEYS[6] feed     event WebSocket feed stream
   KEYS[7] log      event order log stream (writer)
+  KEYS[8] buyers   event buyers hash: user id -> tickets held plus sold
 
   ARGV[1] event id          ARGV[2] order id (the request id: a retry reuses it)
   ARGV[3] user id           ARGV[4] idempotency field "<user>:<key>", or ""
@@ -18,7 +19,9 @@
   an event that has taken place is not on sale. An idempotency field already used for
   other tickets of this event is refused (-15); the caller checks the user's record across
   events (engine/core.py). The order JSON keeps the field ("ik") so that pruning the order
-  (prune_orders) removes it too.
+  (prune_orders) removes it too. The buyer cap (inventory field "mpb") counts the user's
+  tickets held plus sold across all their orders of the event; a category's stock on sale
+  is its available less what is set aside for its waitlist (r:<c>).
 
   Returns {code, payload}:
      0  order JSON          held now
@@ -32,10 +35,11 @@
     -14 ""                  order id already used by another user
     -15 ""                  idempotency key already used for other tickets
     -16 event date (ms)     the event has taken place
+    -17 tickets left        the buyer cap would be passed (payload: what the buyer may add)
 ]]
 -- @include common
-local inv, orders, idem, due, timer, feed, log =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local inv, orders, idem, due, timer, feed, log, buyers =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local event_id, order_id, user_id, idem_field = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl, maxlen, n = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 
@@ -66,7 +70,7 @@ if existing then
   return {1, existing}
 end
 
-local head = redis.call('HMGET', inv, 'state', 'max', 'thr', 'date')
+local head = redis.call('HMGET', inv, 'state', 'max', 'thr', 'date', 'mpb')
 local state = head[1]
 if not state then return {-1, ''} end
 if state ~= 'open' then return {-2, state} end
@@ -84,14 +88,20 @@ for i = 1, n do
   count = count + q
 end
 if limit > 0 and count > limit then return {-3, tostring(limit)} end
+local cap = tonumber(head[5]) or 0
+if cap > 0 then
+  local mine = tonumber(redis.call('HGET', buyers, user_id)) or 0
+  if mine + count > cap then return {-17, tostring(math.max(0, cap - mine))} end
+end
 
--- One read per category: total, available, price, name and the low-stock flag.
+-- One read per category: total, available, price, name, the low-stock flag, set aside.
 local tickets, rows, total = {}, {}, 0
 for i, w in ipairs(wanted) do
   local c, q = w[1], w[2]
-  local row = redis.call('HMGET', inv, 't:' .. c, 'a:' .. c, 'p:' .. c, 'n:' .. c, 'low:' .. c)
+  local row = redis.call('HMGET', inv, 't:' .. c, 'a:' .. c, 'p:' .. c, 'n:' .. c, 'low:' .. c,
+    'r:' .. c)
   if not row[1] then return {-4, c} end
-  local avail = tonumber(row[2])
+  local avail = tonumber(row[2]) - (tonumber(row[6]) or 0)
   if avail < q then return {-5, c .. ':' .. avail} end
   local price = tonumber(row[3]) or 0
   tickets[i] = {categoriaId = c, nombre = row[4] or c, cantidad = q, precioUnitario = price}
@@ -104,7 +114,7 @@ local deadline = now + ttl
 for i, t in ipairs(tickets) do
   local c = t.categoriaId
   redis.call('HINCRBY', inv, 'h:' .. c, t.cantidad)
-  local avail = redis.call('HINCRBY', inv, 'a:' .. c, -t.cantidad)
+  local avail = redis.call('HINCRBY', inv, 'a:' .. c, -t.cantidad) - (tonumber(rows[i][6]) or 0)
   stock_changed_known(inv, feed, maxlen, event_id, c, avail,
     tonumber(rows[i][1]) or 0, thr, rows[i][5] ~= false)
 end
@@ -113,6 +123,7 @@ local order = {
   total = math.floor(total * 100 + 0.5) / 100, estado = 'RESERVED',
   expiraEn = deadline, creadoEn = now, v = 0,
 }
+buyer_add(buyers, user_id, count)
 redis.call('ZADD', due, deadline, order_id)
 redis.call('SET', timer, '1', 'PX', ttl)
 if idem_field ~= '' then

@@ -1,0 +1,69 @@
+"""What the store does not hold yet: the orders of the entries the writer group has not
+acknowledged (:func:`unpersisted_orders`), for readers that overlay them on the store's
+rows (read-your-writes for admin and organizer views).
+
+An order version reaches the store before its entry is acknowledged, so at any moment
+every version missing from the store is in an unacknowledged entry: a pending one
+(delivered, not yet acknowledged) or an undelivered one (after the group's
+last-delivered id). Read this *before* the store: a version acknowledged in between is
+then in both, never in neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from engine import keys
+from engine.models import Order
+from engine.vocabulary import text
+from persistence.store import latest_versions
+from persistence.writer.dead_letters import triage
+from persistence.writer.streams import Entry, next_id
+
+DEFAULT_CAP = 10_000  # unacknowledged entries read per log (the newest when there are more)
+
+
+async def unpersisted_orders(
+    redis: Redis,
+    event_ids: Iterable[str],
+    *,
+    group: str = keys.WRITER_GROUP,
+    cap: int = DEFAULT_CAP,
+) -> list[Order]:
+    """The orders of ``event_ids`` whose latest logged version may not be stored yet:
+    one copy per order (the one that supersedes the others), from the unacknowledged
+    entries of each log (at most ``cap`` per log: the pending ones, then the newest
+    undelivered ones). Undecodable entries are skipped (they are the writer's poison).
+    A log with no writer group yet counts as wholly undelivered."""
+    entries: list[Entry] = []
+    for event_id in event_ids:
+        entries += await _unacknowledged(redis, keys.order_log(event_id), group, cap)
+    decoded, _ = triage(entries)
+    return latest_versions(order for _, order in decoded)
+
+
+async def _unacknowledged(redis: Redis, stream: str, group: str, cap: int) -> list[Entry]:
+    try:
+        groups = await redis.xinfo_groups(stream)
+    except ResponseError:  # no such stream
+        return []
+    info = next((g for g in groups if text(g["name"]) == group), None)
+    out: list[Entry] = []
+    if info is not None and int(info["pending"]):
+        rows = await redis.xpending_range(stream, group, min="-", max="+", count=cap)
+        if rows:
+            pipe = redis.pipeline(transaction=False)
+            for row in rows:
+                entry_id = text(row["message_id"])
+                pipe.xrange(stream, min=entry_id, max=entry_id, count=1)
+            for found in await pipe.execute():
+                out += [Entry(stream, text(i), fields or {}) for i, fields in found or []]
+    start = next_id(text(info["last-delivered-id"])) if info is not None else "-"
+    room = max(0, cap - len(out))
+    if room:
+        newest = await redis.xrevrange(stream, max="+", min=start, count=room) or []
+        out += [Entry(stream, text(i), fields or {}) for i, fields in reversed(newest)]
+    return out
