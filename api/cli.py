@@ -184,6 +184,47 @@ def cmd_sweeper(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_queue_verify(args: argparse.Namespace) -> int:
+    """Recompute an admission queue's opening order from its revealed seed and join list
+    and compare it with the places the server gave (docs/queue.md). Exit 0 when they
+    match, 1 on any difference, 2 when there is nothing to check yet."""
+    settings = _settings()
+    from api.runtime import make_engine, redis_client
+    from engine.queue import QueueEngine, commitment_of, opening_order
+
+    async def run(url: str) -> int:
+        redis = redis_client(url, settings)
+        try:
+            queues = QueueEngine(make_engine(redis, settings))
+            info = await queues.info(args.event)
+            if info is None or info.seed is None:
+                print(f"queue verify: {args.event}: no queue, or its seed is not revealed yet")
+                return 2
+            members = await queues.join_list(args.event)
+            placed = await queues.opening_places(args.event)
+        finally:
+            await redis.aclose()
+        problems = []
+        if commitment_of(info.seed) != info.commitment:
+            problems.append("sha256(semilla) != compromisoSemilla")
+        for rank, user_id in enumerate(opening_order(info.seed, members), 1):
+            got = placed.get(user_id)
+            if got is not None and got != rank:
+                problems.append(f"{user_id}: expected place {rank}, server gave {got}")
+        extra = set(placed) - set(members)
+        problems += [f"{u}: placed by the opening but not in the join list" for u in extra]
+        print(
+            f"queue verify: {args.event}: {len(members)} in the join list, "
+            f"{len(placed)} placed by the opening (others left or were lost), "
+            f"{len(problems)} differences"
+        )
+        for problem in problems[:50]:
+            print(f"  DIFFERENCE {problem}")
+        return 1 if problems else 0
+
+    return _with_redis(settings, run)
+
+
 def _prepare_shared_env(settings: Settings) -> None:
     """Values every worker process must share: the JWT secret of a development run, made
     once here (DATA_DIR/jwt-secret) before the workers start, and kept across restarts."""
@@ -473,6 +514,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweeper", help="release expired holds (listener + sweeper)")
     p.add_argument("--no-listener", action="store_true", help="sweeper only")
     p.set_defaults(func=cmd_sweeper)
+
+    p = sub.add_parser("queue", help="admission queues")
+    queue_sub = p.add_subparsers(dest="queue_command", required=True)
+    v = queue_sub.add_parser(
+        "verify", help="recompute a queue's opening order from its revealed seed and compare"
+    )
+    v.add_argument("event", help="event id")
+    v.set_defaults(func=cmd_queue_verify)
 
     return parser
 

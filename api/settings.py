@@ -77,6 +77,7 @@ class Settings:
     ws_max_per_address: int = 200  # real-time sockets per client address, per process
     ws_max_streams: int = 5000  # feed streams one process tails (events watched)
     metrics_token: str = field(default="", repr=False)  # per-event /metrics series
+    metrics_port: int | None = None  # METRICS_PORT: `onsale writer`/`sweeper` /metrics
     run_webhooks: bool = True  # the webhook dispatcher inside `onsale serve`
     webhook_allow_private: bool = False  # production: allow private/loopback receivers
     webhook_timeout_s: float = 10.0  # one attempt: a 2xx within this is a success
@@ -258,6 +259,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         ws_max_per_address=_int(env, "WS_MAX_PER_ADDRESS", 200, 0, 10_000_000),
         ws_max_streams=_int(env, "WS_MAX_STREAMS", 5000, 1, 1_000_000),
         metrics_token=_metrics_token(env),
+        metrics_port=_int(env, "METRICS_PORT", 0, 1, 65535) if env.get("METRICS_PORT", "").strip() else None,
         run_webhooks=_bool(env, "RUN_WEBHOOKS", True),
         webhook_allow_private=_bool(env, "WEBHOOK_ALLOW_PRIVATE", False),
         webhook_timeout_s=_float(env, "WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.05, 60),

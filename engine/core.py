@@ -345,8 +345,12 @@ class Engine:
         idempotency_key: str | None = None,
         order_id: str | None = None,
         remember: bool = False,
+        admission_token: str | None = None,
     ) -> HoldResult:
         """Reserve all items of one order atomically.
+
+        While the event has an admission queue the hold needs ``admission_token`` (the
+        buyer's unused admission), which the hold script consumes in the same step.
 
         ``order_id`` is the request id: retrying with the same one never holds twice.
         Quantities of a category named twice are added up. ``remember`` also records the
@@ -400,7 +404,9 @@ class Engine:
         ]
         for category_id, quantity in merged.items():
             args += [category_id, quantity]
+        args.append(admission_token or "")
         ek = keys.hold_keys(event_id)
+        qk = keys.queue_keys(event_id)
         hold_keys = [
             ek.inventory,
             ek.orders,
@@ -410,6 +416,8 @@ class Engine:
             ek.feed,
             ek.order_log,
             ek.buyers,
+            qk.queue,
+            qk.admissions,
         ]
         if remember and self.config.batching:
             held = self.scripts.batched("hold_tickets", hold_keys, args)

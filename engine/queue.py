@@ -26,7 +26,7 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -159,10 +159,14 @@ class QueueEngine:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.redis = engine.redis
+
+    @property
+    def redis(self) -> Any:
+        return self.engine.redis
 
     async def _call(self, name: str, keys_: list[str], args: list[Any]) -> Any:
-        return await self.engine.scripts.call(name, keys_, args)
+        # Batched with the engine's concurrent calls (joins arrive in crowds).
+        return await self.engine._run(name, keys_, args)
 
     # -- the organizer's side ------------------------------------------------------------
 
@@ -249,17 +253,36 @@ class QueueEngine:
 
     async def join(self, event_id: str, user_id: str) -> Place:
         k = keys.queue_keys(event_id)
-        raw = await self._call(
+        joined = self._call(
             "join_queue", [k.queue, k.waiting, k.pre, k.line, k.heartbeats], [user_id]
         )
+        if not self.engine.config.batching:
+            raw = await joined
+            code, payload = int(raw[0]), text(raw[1])
+            if code < 0:
+                raise refusal(code, payload)
+            place = (await self.places(event_id, [user_id]))[0]
+            if place is None:  # left in between
+                raise refusal(-42, "")
+            return replace(place, created=code == 0)
+        # Queued together: batched, both share one pipelined round trip on one connection,
+        # the read running right after the join (the join is queued first: the read's
+        # task only starts once this one waits).
+        read = asyncio.ensure_future(self.places(event_id, [user_id]))
+        try:
+            raw = await joined
+        except BaseException:
+            read.cancel()
+            raise
         code, payload = int(raw[0]), text(raw[1])
         if code < 0:
+            with contextlib.suppress(Exception):
+                await read
             raise refusal(code, payload)
-        places = await self.places(event_id, [user_id])
-        place = places[0]
+        place = (await read)[0]
         if place is None:  # left in between
             raise refusal(-42, "")
-        return Place(**{**place.__dict__, "created": code == 0})
+        return replace(place, created=code == 0)
 
     async def places(self, event_id: str, user_ids: list[str]) -> list[Place | None]:
         """Each user's place (None: not in the queue), counting as their heartbeat."""

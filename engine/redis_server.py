@@ -146,6 +146,11 @@ class RedisServer:
             self.maxmemory or "0",
             "--maxmemory-policy",
             "noeviction",
+            # Active expiry (the timer keys' notifications, the listener's fast path) runs
+            # hz times a second: 100 halved the notification lag of a 10,000-hold burst
+            # (p50 ~120 -> ~60 ms) for ~0.13 % of a core at idle (docs/performance.md).
+            "--hz",
+            "100",
             "--protected-mode",
             "yes",
             "--daemonize",

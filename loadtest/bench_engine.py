@@ -68,7 +68,7 @@ def raw_ceiling(
         "--csv",
         "EVALSHA",
         sha,
-        "8",
+        "10",
         keys.inventory(EVENT),
         keys.orders(EVENT),
         keys.idempotency(EVENT),
@@ -77,6 +77,8 @@ def raw_ceiling(
         keys.feed(EVENT),
         keys.order_log(EVENT),
         keys.buyers(EVENT),
+        keys.queue_keys(EVENT).queue,
+        keys.queue_keys(EVENT).admissions,
         EVENT,
         oid,
         "raw",
@@ -86,6 +88,7 @@ def raw_ceiling(
         "1",
         "a",
         "1",
+        "",
     ]
     probe = SyncRedis.from_url(server.url)
     before = int(probe.hlen(keys.orders(EVENT)))

@@ -14,7 +14,16 @@ that the store holds every order Redis does, and with the audit. Prints the
 median ratio hold / bare, p50 and p99 of both endpoints (the bare p99 is what this
 machine allows any request at that load), and ends with ``onsale audit``.
 
-    python -m loadtest.bench_http [--seconds 5] [--rounds 3] [--connections 64]
+Two references run in the same rounds, each its own uvicorn worker pinned to the same core
+0 with the same body (loadtest/ref_apps.py): a bare ASGI echo (uvicorn + httptools, msgspec
+decode/encode) and a plain Litestar echo (one POST route with a msgspec body). The run
+prints hold / plain Litestar and hold / bare ASGI.
+
+``--refusals`` adds a fifth endpoint to every round: holds for a category that is sold out
+(409 ``sold_out``), answered from the worker's in-process stock (api/services/stock_gate.py)
+without a Redis round trip; it prints refusals/s against holds/s.
+
+    python -m loadtest.bench_http [--seconds 5] [--rounds 3] [--connections 64] [--refusals]
 """
 
 from __future__ import annotations
@@ -107,6 +116,7 @@ def wrk(
         raise SystemExit(f"wrk failed:\n{out}")
     requests, errors, p50, p99, duration = (int(x) for x in m.groups())
     return {
+        "requests": requests,
         "rps": requests / (duration / 1e6),
         "errors": errors,
         "p50_ms": p50 / 1000,
@@ -153,6 +163,60 @@ def stored_everything(
         time.sleep(0.2)
 
 
+def reference_server(factory: str, port: int) -> subprocess.Popen[bytes]:
+    """One of loadtest/ref_apps.py's servers, served as ``onsale serve`` serves onsale."""
+    return subprocess.Popen(
+        [
+            *pin_prefix(0),
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            f"loadtest.ref_apps:{factory}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_listening(port: int, attempts: int = 300) -> None:
+    import socket
+    import time
+
+    for _ in range(attempts):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"reference server on port {port} did not start")
+
+
+def sold_out_event(base: str, organizer: str, buyer: str) -> dict[str, str]:
+    """An event with a one-ticket category, held once so that it is sold out."""
+    import httpx
+
+    event = create_bulk_event(base, organizer, "Sold out", total=1)
+    body = {
+        "eventoId": event["id"],
+        "tickets": [{"categoriaId": event["categorias"][0]["id"], "cantidad": 1}],
+    }
+    headers = {"Authorization": f"Bearer {buyer}"}
+    first = httpx.post(f"{base}/api/orders", json=body, headers=headers, timeout=30)
+    first.raise_for_status()
+    refused = httpx.post(f"{base}/api/orders", json=body, headers=headers, timeout=30)
+    assert refused.status_code == 409, refused.text
+    return {"body": json.dumps(body)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -163,6 +227,16 @@ def main() -> int:
         choices=("apart", "inprocess"),
         default="apart",
         help="the order writer as its own process on core 1 (default) or inside the worker",
+    )
+    parser.add_argument(
+        "--refusals",
+        action="store_true",
+        help="also measure holds refused for a sold-out category (409) in every round",
+    )
+    parser.add_argument(
+        "--no-references",
+        action="store_true",
+        help="skip the bare ASGI and plain Litestar references",
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -199,8 +273,16 @@ def main() -> int:
         )
         pinned = pin_pid(redis.process.pid, 1)
         base = f"http://127.0.0.1:{port}"
+        references: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+        if not args.no_references:
+            for name, factory in (("asgi", "bare"), ("plain_litestar", "plain_litestar")):
+                ref_port = free_port()
+                proc = reference_server(factory, ref_port)
+                references[name] = (proc, f"http://127.0.0.1:{ref_port}/bench/echo")
         try:
             wait_ready(base)
+            for _proc, url in references.values():
+                wait_listening(int(url.split(":")[2].split("/")[0]))
             org = register(base, "org@bench.test", role="ORGANIZADOR")
             buyer = register(base, "buyer@bench.test")
             event = create_bulk_event(base, org, "Bench")
@@ -210,10 +292,21 @@ def main() -> int:
                     "tickets": [{"categoriaId": event["categorias"][0]["id"], "cantidad": 1}],
                 }
             )
-            wrk(f"{base}/bench/echo", body, None, 2, args.connections, tmp)  # warm-up
+            refusal_body = sold_out_event(base, org, buyer)["body"] if args.refusals else None
+            for _proc, url in references.values():  # warm-up
+                wrk(url, body, None, 2, args.connections, tmp)
+            wrk(f"{base}/bench/echo", body, None, 2, args.connections, tmp)
             wrk(f"{base}/api/orders", body, buyer, 2, args.connections, tmp)
+            if refusal_body is not None:
+                wrk(f"{base}/api/orders", refusal_body, buyer, 2, args.connections, tmp)
             bare, hold = [], []
+            refs: dict[str, list[dict[str, float]]] = {name: [] for name in references}
+            refused: list[dict[str, float]] = []
             for r in range(args.rounds):
+                for name, (proc, url) in references.items():
+                    refs[name].append(
+                        wrk(url, body, None, args.seconds, args.connections, tmp, proc.pid)
+                    )
                 bare.append(
                     wrk(
                         f"{base}/bench/echo",
@@ -236,8 +329,23 @@ def main() -> int:
                         server.pid,
                     )
                 )
+                if refusal_body is not None:
+                    refused.append(
+                        wrk(
+                            f"{base}/api/orders",
+                            refusal_body,
+                            buyer,
+                            args.seconds,
+                            args.connections,
+                            tmp,
+                            server.pid,
+                        )
+                    )
+                shown = ", ".join(f"{n} {v[-1]['rps']:,.0f}/s" for n, v in refs.items())
+                extra = f", refusals {refused[-1]['rps']:,.0f}/s" if refused else ""
                 print(
-                    f"round {r + 1}: bare {bare[-1]['rps']:,.0f}/s, hold {hold[-1]['rps']:,.0f}/s",
+                    f"round {r + 1}: {shown + ', ' if shown else ''}"
+                    f"bare {bare[-1]['rps']:,.0f}/s, hold {hold[-1]['rps']:,.0f}/s{extra}",
                     file=sys.stderr,
                 )
             audit = subprocess.run(
@@ -247,6 +355,9 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(20)
+            for proc, _ in references.values():
+                proc.terminate()
+                proc.wait(20)
             if writer is not None:
                 writer.terminate()
                 writer.wait(20)
@@ -283,12 +394,37 @@ def main() -> int:
         "writer": args.writer,
         "orders_in_redis_and_store": persisted,
     }
+    for name, runs in refs.items():
+        result[f"{name}_rps"] = summary([x["rps"] for x in runs])
+        result[f"{name}_cpu_us_per_req"] = summary([x["cpu_us_per_request"] for x in runs])
+        result[f"{name}_p99_ms"] = summary([x["p99_ms"] for x in runs])
+        result[f"ratio_hold_vs_{name}"] = summary(
+            [h["rps"] / x["rps"] for h, x in zip(hold, runs, strict=True)]
+        )
+    if refused:
+        result["refusal_rps"] = summary([x["rps"] for x in refused])
+        result["refusal_p50_ms"] = summary([x["p50_ms"] for x in refused])
+        result["refusal_p99_ms"] = summary([x["p99_ms"] for x in refused])
+        result["refusal_cpu_us_per_req"] = summary([x["cpu_us_per_request"] for x in refused])
+        result["ratio_refusal_vs_hold"] = summary(
+            [x["rps"] / h["rps"] for x, h in zip(refused, hold, strict=True)]
+        )
+        result["refusal_cpu_vs_hold"] = summary(
+            [
+                x["cpu_us_per_request"] / max(1e-9, h["cpu_us_per_request"])
+                for x, h in zip(refused, hold, strict=True)
+            ]
+        )
+        # Every refusal run must be refusals only (409): wrk counts them as non-2xx.
+        result["refusal_non_409"] = sum(int(x["requests"] - x["errors"]) for x in refused)
     path = write_result("http", result)
     print(f"machine: {result['machine']}; server on core 0, wrk and redis on core 1: {pinned}")
-    print(f"{'metric':<22}{'median':>12}{'min':>12}{'max':>12}")
-    for name in (
+    print(f"{'metric':<28}{'median':>12}{'min':>12}{'max':>12}")
+    shown = [
+        *(f"{n}_rps" for n in refs),
         "bare_rps",
         "hold_rps",
+        *(f"ratio_hold_vs_{n}" for n in refs),
         "ratio_hold_vs_bare",
         "hold_p50_ms",
         "hold_p99_ms",
@@ -301,13 +437,30 @@ def main() -> int:
         "hold_server_busy",
         "bare_core1_busy",
         "hold_core1_busy",
-    ):
+        *(f"{n}_cpu_us_per_req" for n in refs),
+        *(f"{n}_p99_ms" for n in refs),
+    ]
+    if refused:
+        shown += [
+            "refusal_rps",
+            "ratio_refusal_vs_hold",
+            "refusal_p50_ms",
+            "refusal_p99_ms",
+            "refusal_cpu_us_per_req",
+            "refusal_cpu_vs_hold",
+        ]
+    for name in shown:
         s = result[name]
-        print(f"{name:<22}{s['median']:>12,.2f}{s['min']:>12,.2f}{s['max']:>12,.2f}")
+        print(f"{name:<28}{s['median']:>12,.2f}{s['min']:>12,.2f}{s['max']:>12,.2f}")
     redis_n, stored_n = persisted
     print(f"non-2xx holds: {result['hold_non_2xx']}; {result['audit']}")
     print(f"writer {args.writer}: {stored_n:,} of {redis_n:,} orders in the store")
-    print("target: >= 8,000 holds/s, >= 0.7 x bare, p99 <= 25 ms at 64 connections")
+    if refused:
+        print(f"refusal runs answered 2xx (must be 0): {result['refusal_non_409']}")
+    print(
+        "target: hold >= 0.9 x plain Litestar, >= 0.35 x bare ASGI, p99 <= 25 ms at 64 "
+        "connections; a sold-out refusal costs <= 0.5 x a hold"
+    )
     print(f"written to {path}")
     return 0 if result["audit_clean"] and redis_n == stored_n else 1
 

@@ -33,12 +33,13 @@ from locust import events
 
 from loadtest.scenarios.browse import Browser
 from loadtest.scenarios.organizer import Organizer
+from loadtest.scenarios.queue import QueueBuyer
 from loadtest.scenarios.rush import RushBuyer
 from loadtest.scenarios.watchers import Watcher
 from loadtest.shapes import shape_named
 from loadtest.users import LEDGER, POOL, SeedError
 
-__all__ = ["Browser", "Organizer", "RushBuyer", "Watcher"]
+__all__ = ["Browser", "Organizer", "QueueBuyer", "RushBuyer", "Watcher"]
 
 # LOCUST_SHAPE=flash: the flash crowd (loadtest/shapes.py); locust runs the one shape
 # class found in this module, so only the chosen one is bound here.

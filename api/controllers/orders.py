@@ -42,10 +42,13 @@ class OrderController(Controller):
         idempotency_key: Annotated[
             str | None, Parameter(header="Idempotency-Key", required=False)
         ] = None,
+        admission_token: Annotated[
+            str | None, Parameter(header="Admission-Token", required=False, max_length=128)
+        ] = None,
     ) -> EncodedJSON:
         tickets = [(t.categoriaId, t.cantidad) for t in data.tickets]
         result = await orders(request).hold(
-            caller(request), data.eventoId, tickets, idempotency_key
+            caller(request), data.eventoId, tickets, idempotency_key, admission_token
         )
         return EncodedJSON(
             order_out(result.order), HTTP_201_CREATED, () if result.created else _REPLAYED

@@ -273,6 +273,8 @@ ROOM_EVENTS = frozenset(
 """Feed entries for an event's room."""
 USER_EVENTS = frozenset({"order:status-change", "waitlist:offer", "queue:admitted"})
 """Feed entries for the room of the entry's ``user``."""
+QUEUE_EVENTS = frozenset({"queue:sold-out"})
+"""Feed entries for every queued buyer of the event whose socket sent ``join:queue``."""
 
 
 # ``room`` leads on the wire; kw_only lets a defaulted field come first.

@@ -55,9 +55,12 @@ class OrderService:
         event_id: str,
         tickets: Iterable[tuple[str, int]],
         idempotency_key: str | None = None,
+        admission_token: str | None = None,
     ) -> HoldResult:
         """Hold tickets until the hold's deadline. ``created`` is False when an earlier
-        request with the same idempotency key already made the order (it is returned)."""
+        request with the same idempotency key already made the order (it is returned).
+        While the event has an admission queue, ``admission_token`` (header
+        ``Admission-Token``) is required and consumed by the hold itself."""
         if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
             raise Invalid(
                 "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 _ . : -",
@@ -68,7 +71,12 @@ class OrderService:
             raise RateLimited(retry_after)
         try:
             return await self.engine.hold(
-                event_id, who.id, tickets, idempotency_key=idempotency_key, remember=True
+                event_id,
+                who.id,
+                tickets,
+                idempotency_key=idempotency_key,
+                remember=True,
+                admission_token=admission_token,
             )
         except OrderRetired as e:
             # A replay of an order that has left Redis (finished, stored, retention over).

@@ -80,8 +80,22 @@ def test_feed_payload_types_read_what_the_scripts_store() -> None:
         "ticket:almost-sold-out": {"eventoId": "e1", "categoriaId": "a", "stockRestante": 3},
         "event:update": {"eventoId": "e1", "cambios": {"enVenta": True}},
         "order:status-change": {"orderId": "e1.x", "nuevoEstado": "CONFIRMED", "expiraEn": None},
+        "waitlist:offer": {
+            "eventoId": "e1",
+            "categoriaId": "a",
+            "orderId": "e1.x",
+            "expiraEn": "2030-01-01T00:00:00.000Z",
+        },
+        "queue:admitted": {
+            "eventoId": "e1",
+            "admisionToken": "t",
+            "admisionExpiraEn": "2030-01-01T00:00:00.000Z",
+        },
+        "queue:sold-out": {"eventoId": "e1"},
+        "queue:update": {"eventoId": "e1", "estado": "ABIERTA", "enCola": 3, "admitidos": 1},
     }
-    assert set(stored) == set(p.FEED_PAYLOADS) == p.ROOM_EVENTS | p.USER_EVENTS
+    assert set(stored) == set(p.FEED_PAYLOADS)
+    assert set(stored) == p.ROOM_EVENTS | p.USER_EVENTS | p.QUEUE_EVENTS
     for name, data in stored.items():
         decoded = msgspec.json.decode(msgspec.json.encode(data), type=p.FEED_PAYLOADS[name])
         assert msgspec.to_builtins(decoded) == data

@@ -9,11 +9,14 @@
   KEYS[6] feed     event WebSocket feed stream
   KEYS[7] log      event order log stream (writer)
   KEYS[8] buyers   event buyers hash: user id -> tickets held plus sold
+  KEYS[9] queue    event admission-queue hash (lua/lib/queue.lua): absent = no queue
+  KEYS[10] adm     the queue's admissions not yet used (token -> expiry)
 
   ARGV[1] event id          ARGV[2] order id (the request id: a retry reuses it)
   ARGV[3] user id           ARGV[4] idempotency field "<user>:<key>", or ""
   ARGV[5] hold ttl (ms)     ARGV[6] feed max length
   ARGV[7] n categories, then n pairs: category id, quantity (distinct ids, quantity >= 1)
+  ARGV[8 + 2n] the Admission-Token, or ""
 
   The event's date (inventory field "date", epoch ms) is checked against the server clock:
   an event that has taken place is not on sale. An idempotency field already used for
@@ -21,7 +24,9 @@
   events (engine/core.py). The order JSON keeps the field ("ik") so that pruning the order
   (prune_orders) removes it too. The buyer cap (inventory field "mpb") counts the user's
   tickets held plus sold across all their orders of the event; a category's stock on sale
-  is its available less what is set aside for its waitlist (r:<c>).
+  is its available less what is set aside for its waitlist (r:<c>). While the event has an
+  admission queue, the hold needs the buyer's unused, unexpired admission token, which it
+  consumes (place USADO) in the same step; any refusal, stock included, leaves it unused.
 
   Returns {code, payload}:
      0  order JSON          held now
@@ -36,12 +41,17 @@
     -15 ""                  idempotency key already used for other tickets
     -16 event date (ms)     the event has taken place
     -17 tickets left        the buyer cap would be passed (payload: what the buyer may add)
+    -45 ""                  the event has a queue: an admission token is required
+    -46 ""                  the token is not this buyer's admission for this event
+    -47 ""                  the admission has expired
+    -48 ""                  the admission was already used
 ]]
 -- @include common
 local inv, orders, idem, due, timer, feed, log, buyers =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local event_id, order_id, user_id, idem_field = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl, maxlen, n = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local queue, admissions = KEYS[9], KEYS[10]
 
 -- Whether an earlier order asked for exactly the n (category, quantity) pairs of ARGV.
 local function same_tickets(order)
@@ -77,7 +87,18 @@ if state ~= 'open' then return {-2, state} end
 local now = now_ms()
 local starts = tonumber(head[4])
 if starts and now >= starts then return {-16, head[4]} end
-if not n or n < 1 or #ARGV ~= 7 + 2 * n or not ttl or ttl < 1 then return {-6, ''} end
+if not n or n < 1 or #ARGV ~= 8 + 2 * n or not ttl or ttl < 1 then return {-6, ''} end
+local token = ARGV[8 + 2 * n]
+local admission = nil
+if redis.call('EXISTS', queue) == 1 then
+  if token == '' then return {-45, ''} end
+  if redis.call('HGET', queue, 't:' .. token) ~= user_id then return {-46, ''} end
+  local raw = redis.call('HGET', queue, 'u:' .. user_id)
+  admission = raw and cjson.decode(raw)
+  if not admission or admission.t ~= token then return {-46, ''} end
+  if admission.e == 'USADO' then return {-48, ''} end
+  if admission.e ~= 'ADMITIDO' or now >= admission.x then return {-47, ''} end
+end
 
 local limit, thr = tonumber(head[2]) or 0, tonumber(head[3]) or 0
 local wanted, count = {}, 0
@@ -110,6 +131,13 @@ for i, w in ipairs(wanted) do
 end
 
 -- All checks passed: first write below.
+if admission then
+  admission.e = 'USADO'
+  admission.o = order_id
+  redis.call('HSET', queue, 'u:' .. user_id, cjson.encode(admission))
+  redis.call('ZREM', admissions, token)
+  redis.call('HINCRBY', queue, 'conv', 1)
+end
 local deadline = now + ttl
 for i, t in ipairs(tickets) do
   local c = t.categoriaId
