@@ -40,7 +40,8 @@ def assets() -> tuple[str, dict[str, tuple[bytes, str]]]:
     files: dict[str, tuple[bytes, str]] = {}
     for path in sorted(WEB_DIR.rglob("*")):
         media = ASSET_TYPES.get(path.suffix)
-        if media and path.is_file():
+        # vendor/: the OpenAPI UIs' bundles (MBs), served from disk by /static only.
+        if media and path.is_file() and path.relative_to(WEB_DIR).parts[0] != "vendor":
             files[path.relative_to(WEB_DIR).as_posix()] = (path.read_bytes(), media)
     digest = hashlib.sha256()
     for name, (body, _) in files.items():

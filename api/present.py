@@ -50,11 +50,16 @@ class EncodedJSON(ASGIResponse):
     """
 
     def __init__(
-        self, content: Any, status_code: int, headers: tuple[tuple[bytes, bytes], ...] = ()
+        self,
+        content: Any,
+        status_code: int,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+        media_type: bytes = b"application/json",
     ) -> None:
         self.body = _encode_json(content)
         self.status_code = status_code
         self.extra_headers = headers
+        self.media_type_header = media_type
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = self.body
@@ -63,7 +68,7 @@ class EncodedJSON(ASGIResponse):
                 "type": "http.response.start",
                 "status": self.status_code,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", self.media_type_header),
                     (b"content-length", str(len(body)).encode()),
                     *self.extra_headers,
                 ],

@@ -27,6 +27,18 @@ Email = Annotated[
     ),
 ]
 Password = Annotated[str, Meta(min_length=1, max_length=1024)]
+# The policy itself (api.security.password_problems) is checked by the service, with its
+# own message; the OpenAPI document says it (``extra["openapi"]``, api/openapi.py): 8 to
+# 72 characters (a JSON Schema length counts characters; bcrypt's limit is 72 bytes).
+NewPassword = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=1024,
+        description="at least 8 characters with letters and digits; at most 72 bytes",
+        extra={"openapi": {"minLength": 8, "maxLength": 72}},
+    ),
+]
 Money = Annotated[float, Meta(ge=0, le=1_000_000)]
 Quantity = Annotated[int, Meta(ge=1, le=1000)]
 Capacity = Annotated[int, Meta(ge=0, le=10_000_000)]
@@ -40,7 +52,7 @@ OrderState = OrderStatus
 class RegisterIn(msgspec.Struct, forbid_unknown_fields=True):
     nombre: Name
     email: Email
-    password: Password
+    password: NewPassword
     role: Role = Role.BUYER
 
 
@@ -259,7 +271,10 @@ WebhookType = Annotated[
 
 class WebhookIn(msgspec.Struct, forbid_unknown_fields=True):
     url: Annotated[str, Meta(min_length=8, max_length=2048)]
-    eventos: Annotated[list[WebhookType], Meta(min_length=1, max_length=7)]
+    eventos: Annotated[
+        list[WebhookType],
+        Meta(min_length=1, max_length=7, extra={"openapi": {"uniqueItems": True}}),
+    ]
     eventoId: Annotated[str, Meta(pattern=f"^{ID_PATTERN}$")] | None = None
 
 
@@ -360,3 +375,40 @@ class QueueSalesOut(msgspec.Struct):
     """Admissions in the last minute (the measured outflow)."""
     agotadoEn: str | None = None
     abiertaEn: str | None = None
+
+
+# -- errors (RFC 9457) ---------------------------------------------------------------------
+
+
+class FieldError(msgspec.Struct):
+    """One invalid part of a request, in plain words."""
+
+    field: Annotated[str, Meta(description="the field (tickets[0].cantidad), parameter or body")]
+    message: str
+    source: Annotated[str, Meta(description="body, query, path, header or cookie")]
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """Every error of the API, as ``application/problem+json`` (RFC 9457), as api/errors.py
+    answers it. ``code`` is the machine-readable reason; a refusal may add the fields the
+    client needs (the optional ones here, or others)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: Annotated[str, Meta(description="the request's path")]
+    code: Annotated[str, Meta(description="the machine-readable reason (sold_out, ...)")]
+    errors: Annotated[list[FieldError], Meta(description="422: every invalid field")] | (
+        msgspec.UnsetType
+    ) = msgspec.UNSET
+    categoriaId: Annotated[str, Meta(description="the category refused")] | (
+        msgspec.UnsetType
+    ) = msgspec.UNSET
+    categoriaNombre: str | msgspec.UnsetType = msgspec.UNSET
+    disponible: Annotated[int, Meta(description="tickets left in that category")] | (
+        msgspec.UnsetType
+    ) = msgspec.UNSET
+    estado: Annotated[str, Meta(description="the order's state that forbids the change")] | (
+        msgspec.UnsetType
+    ) = msgspec.UNSET

@@ -22,6 +22,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.security.jwt import JWTAuth, Token
 
 from api.jwt_cache import CachingJWTAuthenticationMiddleware, user_exists
+from api.metrics import RATE_LIMITED
 from api.settings import Settings, jwt_secret
 from engine.core import Engine
 from engine.vocabulary import ROLES, Role
@@ -197,5 +198,6 @@ class RateLimiter:
         window = self.window_s
         count = await self.engine.count_hit(scope, subject, int(now // window), 2 * window)
         if count > self.per_minute:
+            RATE_LIMITED.labels(scope).inc()
             return max(1, int(window - now % window))
         return None

@@ -62,6 +62,7 @@ class Settings:
     run_writer: bool = True
     writer_linger_ms: int = 20
     run_expiry: bool = True
+    stock_gate: bool = True  # STOCK_GATE: sold-out refusals from the feed, no Redis
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 64 * 1024
     bcrypt_rounds: int = 12
@@ -169,6 +170,10 @@ def _memory(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def _optional_port(env: Mapping[str, str], name: str) -> int | None:
+    return _int(env, name, 0, 1, 65535) if env.get(name, "").strip() else None
+
+
 def _metrics_token(env: Mapping[str, str]) -> str:
     token = env.get("METRICS_TOKEN", "").strip()
     if token and len(token.encode()) < 16:
@@ -242,6 +247,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         run_writer=_bool(env, "RUN_WRITER", True),
         writer_linger_ms=_int(env, "WRITER_LINGER_MS", 20, 0, 1000),
         run_expiry=_bool(env, "RUN_EXPIRY", True),
+        stock_gate=_bool(env, "STOCK_GATE", True),
         cors_origins=cors,
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
         bcrypt_rounds=_int(env, "BCRYPT_ROUNDS", 12, 4, 16)
@@ -259,7 +265,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         ws_max_per_address=_int(env, "WS_MAX_PER_ADDRESS", 200, 0, 10_000_000),
         ws_max_streams=_int(env, "WS_MAX_STREAMS", 5000, 1, 1_000_000),
         metrics_token=_metrics_token(env),
-        metrics_port=_int(env, "METRICS_PORT", 0, 1, 65535) if env.get("METRICS_PORT", "").strip() else None,
+        metrics_port=_optional_port(env, "METRICS_PORT"),
         run_webhooks=_bool(env, "RUN_WEBHOOKS", True),
         webhook_allow_private=_bool(env, "WEBHOOK_ALLOW_PRIVATE", False),
         webhook_timeout_s=_float(env, "WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.05, 60),

@@ -16,7 +16,7 @@ from typing import Any
 from litestar.security.jwt import JWTAuth, Token
 from redis.asyncio import Redis
 
-from api.metrics import RedisFigures
+from api.metrics import RedisFigures, StatsExport, attach_process, detach_process
 from api.runtime import ensure_redis, make_engine, redis_client
 from api.security import Passwords, Principal, RateLimiter
 from api.services.admin import AdminService
@@ -47,6 +47,7 @@ class Resources:
     jwt_auth: JWTAuth[Principal, Token]
     limiter: RateLimiter
     expiry_stats: ExpiryStats = field(default_factory=ExpiryStats)
+    export: StatsExport = field(default_factory=StatsExport)  # stats -> counters (api.metrics)
     writer: Any = None
     hub: Any = None
     embedded_redis: RedisServer | None = None
@@ -78,6 +79,7 @@ class Resources:
             durability=self.settings.confirm_durability,
             store_timeout_s=self.settings.confirm_store_timeout_s,
             writer=self.writer,
+            gate=self.stock_gate(),
         )
         self.admin = AdminService(self.engine, self.store)
         self.waitlist = WaitlistService(self.engine, self.store)
@@ -89,6 +91,16 @@ class Resources:
         )
         self.auth = AuthService(self.store, self.passwords, self.jwt_auth, self.limiter)
         self.build_integrations()
+
+    def stock_gate(self) -> Any:
+        """Sold-out refusals from the hub's feed (api/services/stock_gate.py)."""
+        if not self.settings.stock_gate:
+            return None
+        from api.services.stock_gate import StockGate
+
+        gate = StockGate(self.redis)
+        self.tasks.append(asyncio.create_task(gate.run(self.stop), name="stock-gate"))
+        return gate
 
     def build_integrations(self) -> None:
         """Webhooks (SPEC 11.1) and CSV exports (11.2)."""
@@ -115,6 +127,7 @@ class Resources:
         for task in self.tasks:
             with contextlib.suppress(BaseException):
                 await task
+        detach_process(self)
         await self.store.close()
         if self.hooks is not None:
             await self.hooks.close()
@@ -169,5 +182,6 @@ async def build_resources(settings: Settings, jwt_auth: JWTAuth[Principal, Token
             redis, engine, res.hooks, store, DispatchConfig.from_settings(settings)
         )
         res.tasks.append(asyncio.create_task(res.dispatcher.run(res.stop), name="webhooks"))
+    res.tasks.extend(attach_process(res))
     res.build_services()
     return res

@@ -1,9 +1,10 @@
 """Hold expiry: the keyspace-notification listener (fast path) and the sweeper (guarantee).
 
 Both call idempotent scripts, so a hold released by one is left alone by the other.
-The listener reacts to ``expired`` events of timer keys; the sweeper claims due holds from
-each event's deadline sorted set every ``interval`` seconds, which also covers lost
-notifications, a listener outage and timer keys that vanished during an AOF reload.
+The listener reacts to ``expired`` events of timer keys by sweeping the events they name;
+the sweeper claims due holds from each event's deadline sorted set at the earliest deadline
+it knows of and every ``interval`` seconds, which also covers lost notifications, a
+listener outage and timer keys that vanished during an AOF reload.
 """
 
 from __future__ import annotations

@@ -188,6 +188,9 @@ class FeedTailer:
         self.linger_s = linger_ms / 1000
         self.max_streams = max_streams
         self.positions: dict[str, str] = {}  # event id -> last id read
+        self.reads = 0
+        """XREADs started so far: a stream followed when this was n is in every read
+        after the n-th."""
 
     def is_full(self, event_id: str) -> bool:
         """Following ``event_id`` would pass ``max_streams``."""
@@ -224,6 +227,7 @@ class FeedTailer:
                 backoff = min(backoff * 2, 2.0)
 
     async def read_once(self) -> int:
+        self.reads += 1
         streams = {keys.feed(e): p for e, p in self.positions.items()}
         if isinstance(self.redis, Redis):
             replies = [await self._xread(streams)]

@@ -1,5 +1,6 @@
 """The admission queue's engine side (SPEC 10.1): configure, join, heartbeat, leave, the
-fair opening, admission and lost-heartbeat expiry, and the admitter loop that drives them.
+fair opening, admission and lost-heartbeat expiry; the admitter loop that drives them is
+:mod:`engine.admitter`, the value types and the fairness rule :mod:`engine.queue_models`.
 
 Every state change is one Lua script (``lua/*_queue-*.lua``, ``begin_opening``,
 ``place_opened``, ``finish_opening``, ``expire_waiters``; the fields are documented in
@@ -20,102 +21,53 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
-import os
 import secrets
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import msgspec
 
 from engine import keys
+from engine.admitter import Admitter, AdmitterStats
 from engine.core import Engine
 from engine.errors import refusal
+from engine.queue_models import (
+    ADMIT_BATCH,
+    AdmitResult,
+    OpeningResult,
+    Place,
+    QueueInfo,
+    QueueSettings,
+    commitment_of,
+    opening_key,
+    opening_order,
+)
 from engine.vocabulary import text
+
+__all__ = [
+    "ADMIT_BATCH",
+    "AdmitResult",
+    "Admitter",
+    "AdmitterStats",
+    "OpeningResult",
+    "Place",
+    "QueueEngine",
+    "QueueInfo",
+    "QueueSettings",
+    "commitment_of",
+    "opening_key",
+    "opening_order",
+]
 
 log = logging.getLogger(__name__)
 
 OPEN_BATCH = 1000  # buyers placed per place_opened call
 OPEN_LEASE_MS = 30_000  # an opener silent this long is taken over
 READ_CHUNK = 10_000  # join-list members read per ZRANGE
-ADMIT_BATCH = 100  # admissions per admit call
 LOST_BATCH = 500  # buyers marked lost per expire_waiters call
 TOUCH_BATCH = 500  # places read (and heartbeats) per touch_queue call
-
-
-@dataclass(frozen=True)
-class QueueSettings:
-    """What an organizer configures (PUT .../queue)."""
-
-    opens_at_ms: int
-    pre_queue_minutes: float = 30
-    admissions_per_minute: int | None = None
-    admission_ms: int = 600_000
-    tickets_per_admission: int = 2
-    heartbeat_s: int = 30
-
-
-@dataclass(frozen=True)
-class QueueInfo:
-    event_id: str
-    state: str
-    """PRE | ABIERTA | AGOTADA (OPENING shows as PRE; CERRADA is the API's, from the event)."""
-    opens_at_ms: int
-    waiting: int
-    admitted: int
-    commitment: str
-    seed: str | None
-    admissions_per_minute: int | None
-    admission_ms: int
-    tickets_per_admission: int
-    heartbeat_s: int
-    pre_queue_minutes: float
-    outstanding: int = 0
-    converted: int = 0
-    lost: int = 0
-    expired: int = 0
-    sold_out_at_ms: int | None = None
-    opened_at_ms: int | None = None
-    opening_ms: int | None = None
-    joined_pre: int = 0
-
-
-@dataclass(frozen=True)
-class Place:
-    """One buyer's place (the API's ``estado`` is already derived: an admission past its
-    expiry is PERDIDO, a waiting buyer of a sold-out queue AGOTADO)."""
-
-    event_id: str
-    user_id: str
-    status: str
-    position: int | None
-    ahead: int | None
-    eta_s: int | None
-    tickets_left: int
-    token: str | None = None
-    token_expires_ms: int | None = None
-    created: bool = False
-
-
-@dataclass(frozen=True)
-class AdmitResult:
-    admitted: int
-    state: str
-    on_sale: int
-    held: int
-    outstanding: int
-    waiting: int
-    expired: int
-
-
-@dataclass(frozen=True)
-class OpeningResult:
-    pre_queue: int
-    placed: int
-    seconds: float
 
 
 class _Stored(msgspec.Struct):
@@ -130,21 +82,6 @@ class _Stored(msgspec.Struct):
 
 
 _decode_place = msgspec.json.Decoder(_Stored).decode
-
-
-def commitment_of(seed_hex: str) -> str:
-    return hashlib.sha256(bytes.fromhex(seed_hex)).hexdigest()
-
-
-def opening_key(seed_hex: str, user_id: str) -> str:
-    return hmac.new(bytes.fromhex(seed_hex), user_id.encode(), hashlib.sha256).hexdigest()
-
-
-def opening_order(seed_hex: str, user_ids: list[str]) -> list[str]:
-    """The join list in its opening order: ascending HMAC-SHA256(seed, usuarioId)."""
-    key = bytes.fromhex(seed_hex)
-    digest = {u: hmac.new(key, u.encode(), hashlib.sha256).digest() for u in user_ids}
-    return sorted(user_ids, key=lambda u: (digest[u], u))
 
 
 def _int(value: Any) -> int | None:
@@ -464,96 +401,3 @@ class QueueEngine:
             if p.p == 1 and p.s is not None:
                 out[text(field)[2:]] = p.s
         return out
-
-
-@dataclass
-class AdmitterStats:
-    ticks: int = 0
-    admitted: int = 0
-    lost: int = 0
-    openings: int = 0
-    errors: int = 0
-
-
-class Admitter:
-    """Calls the admit script for every queue, every ``interval_s`` while queues exist
-    (the default 0.2 s turns a freed ticket into an admission within ~0.2 s plus a round
-    trip), opens queues at ``abreEn``, and marks silent buyers lost once a second.
-    Idempotent and safe to run in any number of processes: the scripts decide."""
-
-    def __init__(
-        self,
-        queues: QueueEngine,
-        interval_s: float = 0.2,
-        idle_s: float = 1.0,
-        lost_every_s: float = 1.0,
-        stats: AdmitterStats | None = None,
-    ) -> None:
-        self.queues = queues
-        self.interval_s = interval_s
-        self.idle_s = idle_s
-        self.lost_every_s = lost_every_s
-        self.stats = stats or AdmitterStats()
-        self.owner = f"{os.uname().nodename}-{os.getpid()}-{secrets.token_hex(4)}"
-        self._states: dict[str, str] = {}
-        self._last_lost = 0.0
-        self.wake = asyncio.Event()
-
-    async def tick(self) -> int:
-        """One pass over every queue; the admissions made."""
-        ids = await self.queues.queue_ids()
-        now = time.monotonic()
-        sweep_lost = now - self._last_lost >= self.lost_every_s
-        if sweep_lost:
-            self._last_lost = now
-        admitted = 0
-        for event_id in ids:
-            try:
-                admitted += await self._tick_event(event_id, sweep_lost)
-            except Exception as e:  # one queue's failure must not stop the others
-                self.stats.errors += 1
-                log.warning("admitter: queue %s: %s", event_id, e)
-        for gone in set(self._states) - set(ids):
-            del self._states[gone]
-        self.stats.ticks += 1
-        self.stats.admitted += admitted
-        return admitted
-
-    async def _tick_event(self, event_id: str, sweep_lost: bool) -> int:
-        due = self._states.get(event_id, "PRE") in ("PRE", "OPENING")
-        if due and await self.queues.open_if_due(event_id, self.owner) is not None:
-            self.stats.openings += 1
-        if sweep_lost:
-            self.stats.lost += await self.queues.expire_lost(event_id)
-        admitted = 0
-        for _ in range(10):  # bounded: each call admits up to ADMIT_BATCH
-            result = await self.queues.admit(event_id)
-            self._states[event_id] = result.state
-            admitted += result.admitted
-            if result.admitted < ADMIT_BATCH:
-                break
-        return admitted
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            busy = False
-            try:
-                await self.tick()
-                busy = bool(self._states)
-            except Exception as e:
-                self.stats.errors += 1
-                log.warning("admitter: %s", e)
-            self.wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(
-                    _first(stop, self.wake), self.interval_s if busy else self.idle_s
-                )
-
-
-async def _first(*events: asyncio.Event) -> None:
-    waits = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waits:
-            w.cancel()

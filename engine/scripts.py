@@ -2,7 +2,8 @@
 
 Each script is sent with EVALSHA; a NOSCRIPT reply (Redis restarted, failover, SCRIPT
 FLUSH) loads it and runs it again, which is safe because NOSCRIPT means it did not run.
-``-- @include name`` lines are replaced by ``lua/lib/name.lua`` before hashing.
+``-- @include name`` lines are replaced by ``lua/lib/name.lua`` before hashing (the
+sources: :mod:`engine.lua_sources`).
 
 Concurrent calls from one process are coalesced by :meth:`Scripts.batched` into pipelined
 round trips on one connection (:class:`_Pipe`): each script still runs atomically on its own,
@@ -20,65 +21,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import re
 from collections import deque
 from collections.abc import Coroutine
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine import redis_seam
+from engine import redis_seam, replica_wait
+from engine.lua_sources import LUA_DIR, SOURCES, Script, is_noscript
 
-
-def _lua_dir() -> Path:
-    """``lua/`` of a source checkout (editable install), else the copy a wheel installs
-    under ``<prefix>/share/onsale/lua`` (pyproject ``data-files``)."""
-    import sys
-
-    for candidate in (
-        Path(__file__).resolve().parent.parent / "lua",
-        Path(sys.prefix) / "share" / "onsale" / "lua",
-    ):
-        if (candidate / "lib" / "common.lua").is_file():
-            return candidate
-    raise FileNotFoundError("the lua/ scripts are neither beside engine/ nor installed")
-
-
-LUA_DIR = _lua_dir()
-_INCLUDE = re.compile(r"^-- @include (\w+)$", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class Script:
-    name: str
-    source: str
-    sha: str
-    num_keys: int
-
-
-def _expand(text: str) -> str:
-    return _INCLUDE.sub(lambda m: (LUA_DIR / "lib" / f"{m.group(1)}.lua").read_text(), text)
-
-
-def load_sources(lua_dir: Path = LUA_DIR) -> dict[str, Script]:
-    """Every ``<name>-<N>.lua`` under lua_dir, keyed by name."""
-    scripts: dict[str, Script] = {}
-    for path in sorted(lua_dir.glob("*.lua")):
-        name, _, n = path.stem.rpartition("-")
-        source = _expand(path.read_text())
-        sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-        scripts[name] = Script(name, source, sha, int(n))
-    return scripts
-
-
-_SOURCES = load_sources()
+__all__ = ["LUA_DIR", "Call", "RedisBusy", "Script", "Scripts"]
 
 # One queued script call: the script, its EVALSHA arguments, the caller's future, and
 # whether it was already sent again after a lost connection.
@@ -89,12 +45,6 @@ class RedisBusy(RedisError):
     """Too many calls already wait for Redis in this process (it is stalled or far behind):
     failing at once beats queueing without bound. A RedisError, so callers treat it as
     Redis being unavailable (the API answers 503 with Retry-After)."""
-
-
-def _is_noscript(exc: BaseException) -> bool:
-    return isinstance(exc, NoScriptError) or (
-        isinstance(exc, ResponseError) and str(exc).startswith("NOSCRIPT")
-    )
 
 
 class _Pipe:
@@ -151,7 +101,7 @@ class Scripts:
         max_pending: int = 10_000,
     ) -> None:
         self.redis = redis
-        self.by_name = _SOURCES
+        self.by_name = SOURCES
         self.batch_size = batch_size
         # A batched call unanswered this long fails (None: the client's socket_timeout;
         # no deadline when the client has none either).
@@ -189,7 +139,7 @@ class Scripts:
         try:
             return await self.redis.execute_command("EVALSHA", *cmd)  # type: ignore[no-untyped-call]
         except ResponseError as e:
-            if not _is_noscript(e):
+            if not is_noscript(e):
                 raise
         await self.redis.script_load(script.source)
         return await self.redis.execute_command("EVALSHA", *cmd)  # type: ignore[no-untyped-call]
@@ -400,78 +350,13 @@ class Scripts:
         self, name: str, keys: list[str], args: list[Any], replicas: int, timeout_ms: int
     ) -> tuple[Any, int]:
         """Run one script, then ``WAIT replicas timeout_ms`` right behind it on the same
-        connection; returns the script's reply and how many replicas acknowledged.
-
-        Redis' WAIT counts only the writes of the connection that sends it, so it must
-        follow the script on the connection that ran it. WAIT blocks that connection until
-        the replicas answer or the timeout passes, so it is never the shared pipelined one:
-        the two commands go in one write on a connection of their own (on a cluster, of
-        the primary that owns the keys' slot). A lost connection, NOSCRIPT or a moved slot
-        send both again (the scripts are idempotent by their request id)."""
+        connection, one of its own (:mod:`engine.replica_wait`); returns the script's reply
+        and how many replicas acknowledged."""
         script = self.by_name[name]
-        packed = hiredis.pack_command(("EVALSHA", *self._args(script, keys, args)))
-        wait: tuple[Any, ...] = ("WAIT", replicas, timeout_ms)
-        packed += hiredis.pack_command(wait)
-        bound = timeout_ms / 1000 + (self.timeout_s or 10.0)
-        for attempt in range(3):
-            last = attempt == 2
-            try:
-                reply, acked = await self._two_replies(keys[0], packed, bound)
-            except (RedisConnectionError, OSError):
-                if last:
-                    raise
-                await self._refresh_topology()
-                continue
-            if isinstance(reply, ResponseError) and not last:
-                if _is_noscript(reply):
-                    await self.redis.script_load(script.source)
-                    continue
-                if str(reply).startswith(("MOVED", "ASK")):
-                    await self._refresh_topology()
-                    continue
-            if isinstance(reply, BaseException):
-                raise reply
-            if isinstance(acked, BaseException):
-                raise acked
-            return reply, int(acked)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _two_replies(self, key: str, packed: bytes, bound: float) -> tuple[Any, Any]:
-        """``packed`` (two commands) on one connection of its own; their two replies (an
-        error reply as its exception object), within ``bound`` seconds."""
-        node = None if isinstance(self.redis, Redis) else self.redis.get_node_from_key(key)
-        if node is None:
-            conn = await redis_seam.take_connection(self.redis)
-        else:
-            conn = await redis_seam.take_node_connection(node)
-        healthy = False
-        try:
-            reader, writer = redis_seam.streams(conn)
-            parser = hiredis.Reader(replyError=ResponseError)
-            replies: list[Any] = []
-            writer.write(packed)
-            try:
-                async with asyncio.timeout(bound):
-                    while len(replies) < 2:
-                        data = await reader.read(65536)
-                        if not data:
-                            raise RedisConnectionError("Redis closed the connection")
-                        parser.feed(data)
-                        while (reply := parser.gets()) is not False:
-                            replies.append(reply)
-            except TimeoutError:
-                raise RedisTimeoutError(f"Redis did not answer within {bound:g}s") from None
-            healthy = len(replies) == 2
-            if not healthy:
-                raise RedisConnectionError("replies out of step with the commands")
-            return replies[0], replies[1]
-        finally:
-            await redis_seam.put_back(self.redis if node is None else node, conn, healthy)
-
-    async def _refresh_topology(self) -> None:
-        if not isinstance(self.redis, Redis):
-            with contextlib.suppress(Exception):
-                await self.redis.nodes_manager.initialize()
+        cmd = self._args(script, keys, args)
+        return await replica_wait.call_then_wait(
+            self.redis, script, cmd, keys[0], replicas, timeout_ms, self.timeout_s
+        )
 
 
 def _socket_timeout(redis: Any) -> float | None:
@@ -489,7 +374,7 @@ def _settle(item: Call, reply: Any, noscript: list[Call]) -> None:
     ``noscript``, to be loaded and sent again."""
     fut = item[2]
     if isinstance(reply, BaseException):
-        if _is_noscript(reply):
+        if is_noscript(reply):
             noscript.append(item)
         elif not fut.done():
             fut.set_exception(reply)

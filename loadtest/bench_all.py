@@ -48,8 +48,8 @@ class Bench:
 BENCHES = (
     Bench("engine", "loadtest.bench_engine", ("--seconds", "3", "--rounds", "3"),
           ("--seconds", "8", "--rounds", "5"), 600),
-    Bench("http", "loadtest.bench_http", ("--seconds", "3", "--rounds", "3"),
-          ("--seconds", "8", "--rounds", "5"), 600),
+    Bench("http", "loadtest.bench_http", ("--seconds", "3", "--rounds", "3", "--refusals"),
+          ("--seconds", "8", "--rounds", "5", "--refusals"), 900),
     Bench("flash", "loadtest.bench_flash", ("--rounds", "1"), ("--rounds", "3"), 900),
     Bench("expiry", "loadtest.bench_expiry", ("--rounds", "1"), ("--rounds", "3"), 900),
     Bench("ws", "loadtest.bench_ws", ("--subscribers", "1000", "--rate", "200", "--seconds", "5"),
@@ -166,10 +166,60 @@ def http_rows(d: dict[str, Any], _: dict[str, Any]) -> list[Row]:
             p99["median"] <= 25,
         ),
         *http_cpu_rows(d),
+        *http_reference_rows(d),
         Row("http", "non-2xx holds; audit", f"{d['hold_non_2xx']}; "
             + ("clean" if d["audit_clean"] else "VIOLATIONS"), "0; clean",
             ok=d["audit_clean"] and d["hold_non_2xx"] == 0),
     ]  # fmt: skip
+
+
+def http_reference_rows(d: dict[str, Any]) -> list[Row]:
+    """The bare ASGI and plain Litestar echoes of the same run, and sold-out refusals."""
+    rows = []
+    if "ratio_hold_vs_plain_litestar" in d:
+        lit, asgi = d["ratio_hold_vs_plain_litestar"], d["ratio_hold_vs_asgi"]
+        rows += [
+            Row(
+                "http",
+                "bare ASGI echo (uvicorn + httptools + msgspec), same core",
+                spread(d["asgi_rps"]),
+            ),
+            Row(
+                "http",
+                "plain Litestar echo (one POST route, msgspec body), same core",
+                spread(d["plain_litestar_rps"]),
+            ),
+            Row(
+                "http",
+                "holds / plain Litestar",
+                spread(lit, ".2f"),
+                ">= 0.90",
+                f"{lit['median'] / 0.9:.2f}x target",
+                lit["median"] >= 0.9,
+            ),
+            Row(
+                "http",
+                "holds / bare ASGI",
+                spread(asgi, ".2f"),
+                ">= 0.35",
+                f"{asgi['median'] / 0.35:.2f}x target",
+                asgi["median"] >= 0.35,
+            ),
+        ]
+    if "refusal_cpu_vs_hold" in d:
+        cpu = d["refusal_cpu_vs_hold"]
+        rows += [
+            Row("http", "sold-out refusals/s (409, stock gate)", spread(d["refusal_rps"])),
+            Row(
+                "http",
+                "server CPU per request: refusal / hold",
+                spread(cpu, ".2f"),
+                "<= 0.50",
+                f"{cpu['median'] / 0.5:.2f}x budget",
+                cpu["median"] <= 0.5,
+            ),
+        ]
+    return rows
 
 
 def http_cpu_rows(d: dict[str, Any]) -> list[Row]:

@@ -420,7 +420,7 @@ def main() -> int:
     path = write_result("http", result)
     print(f"machine: {result['machine']}; server on core 0, wrk and redis on core 1: {pinned}")
     print(f"{'metric':<28}{'median':>12}{'min':>12}{'max':>12}")
-    shown = [
+    rows = [
         *(f"{n}_rps" for n in refs),
         "bare_rps",
         "hold_rps",
@@ -441,7 +441,7 @@ def main() -> int:
         *(f"{n}_p99_ms" for n in refs),
     ]
     if refused:
-        shown += [
+        rows += [
             "refusal_rps",
             "ratio_refusal_vs_hold",
             "refusal_p50_ms",
@@ -449,7 +449,7 @@ def main() -> int:
             "refusal_cpu_us_per_req",
             "refusal_cpu_vs_hold",
         ]
-    for name in shown:
+    for name in rows:
         s = result[name]
         print(f"{name:<28}{s['median']:>12,.2f}{s['min']:>12,.2f}{s['max']:>12,.2f}")
     redis_n, stored_n = persisted

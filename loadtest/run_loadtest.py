@@ -11,9 +11,14 @@
 4. waits for every hold to expire and the writer to catch up, runs ``onsale audit`` with the
    server's environment, and checks every event's sales figures: per category
    sold + held + available == total, nothing held, and the tickets buyers were told they
-   bought equal the tickets sold.
+   bought equal the tickets sold;
+5. with an admission queue in the run (``LOCUST_TAGS=queue``: a crowd 10x the stock,
+   ``QUEUE_STOCK`` default users/10), samples every queue every 0.1 s during the run
+   (loadtest/queue_check.py, one atomic read per queue) and fails if sold + held + the
+   admitted buyers not yet holding ever exceeded the stock; prints each queue's figures.
 
-Exits non-zero on any locust failure, audit violation or sales mismatch.
+Exits non-zero on any locust failure, audit violation, sales mismatch or admission past
+the stock.
 
 While locust runs, one progress line every few seconds (users, requests/s, failures, from
 locust's ``locust_stats_history.csv``); at the end the summary table and the HTML report's
@@ -43,6 +48,7 @@ import httpx
 
 from engine.redis_server import free_port
 from loadtest.common import machine, pin_prefix
+from loadtest.queue_check import QueueSampler, problems_of
 from loadtest.shapes import shape_named
 from loadtest.users import seed
 
@@ -219,6 +225,7 @@ def run_locust(args: argparse.Namespace, host: str, seed_file: Path) -> int:
         "LOADTEST_SEED": str(seed_file),
         "LOADTEST_OUTCOMES": str(args.out / "outcomes.json"),
         "LOCUST_SHAPE": args.shape,
+        "QUEUE_STOCK": os.environ.get("QUEUE_STOCK") or str(max(1, args.users // 10)),
     }
     log_path = args.out / "locust.log"
     print("$ " + " ".join(cmd) + f"  > {log_path}", flush=True)
@@ -387,6 +394,7 @@ def main() -> int:
             flush=True,
         )
         result["tickets_per_rush_event"] = tickets
+        sampler = QueueSampler(f"redis://127.0.0.1:{server.redis_port}/0").start()
         result["locust_exit"] = run_locust(args, server.url, seed_file)
 
         ledger_path = args.out / "outcomes.json"
@@ -395,8 +403,12 @@ def main() -> int:
             admin = login_admin(client)
             hold_s = float(args.hold_minutes) * 60
             quiet = wait_quiet(client, admin, bound_s=hold_s + 45)
+            queues = sampler.stop()
             audit_rc, audit_out = server.audit()
             problems, totals = check_sales(client, admin, ledger)
+        problems += problems_of(queues)
+        if "queue" in args.tags.split() and not queues:
+            problems.append("the queue scenario ran but no queue was sampled")
         stats_confirmed = quiet["stats"].get("ordenesPorEstado", {}).get("CONFIRMED", 0)
         told_confirmed = ledger.get("outcomes", {}).get("confirmed", 0)
         if stats_confirmed < told_confirmed:
@@ -415,6 +427,8 @@ def main() -> int:
         f"+ held {totals['held']} + available {totals['available']}; "
         f"buyers were told of {totals['told_sold']} sold"
     )
+    for q in queues:
+        print(q.line())
     print(audit_out)
     print(f"HTML report: {args.out / 'report.html'}")
     for p in problems:
@@ -428,6 +442,7 @@ def main() -> int:
             "problems": problems,
             "outcomes": ledger.get("outcomes", {}),
             "after_run": quiet,
+            "queues": [{**vars(q), "bound": q.bound} for q in queues],
             "requests": int(aggregated.get("Request Count", 0) or 0),
             "failures": int(aggregated.get("Failure Count", 0) or 0),
             "rps": float(aggregated.get("Requests/s", 0) or 0),

@@ -4,6 +4,8 @@ Collections ``users``, ``events`` and ``orders`` keep documents with the contrac
 names and ``_id`` = our id. Durability is explicit on every collection: write concern
 ``majority`` + journaled (with a timeout, so a degraded replica set surfaces as
 :class:`StoreUnavailable` instead of hanging), read concern ``majority``, retryable writes.
+This module holds the queries; the client, the collections, their indexes and the error
+mapping are :mod:`persistence.mongo_db`.
 
 Orders are written by version: ``ReplaceOne({_id, <the stored copy is superseded>}, doc,
 upsert=True)`` (:func:`superseded_filter`, persistence.store's ``supersedes`` rule). When
@@ -18,30 +20,25 @@ a feature is marked "mongomock compatibility" below.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
-import threading
-from collections.abc import Collection, Iterator
-from typing import Any, TypeVar
+from collections.abc import Collection
 
-import msgspec
-from pymongo import ASCENDING, DESCENDING, MongoClient, ReplaceOne
-from pymongo.errors import (
-    BulkWriteError,
-    ConnectionFailure,
-    DuplicateKeyError,
-    ExecutionTimeout,
-    PyMongoError,
-    WriteConcernError,
-)
-from pymongo.read_concern import ReadConcern
-from pymongo.uri_parser import parse_uri
-from pymongo.write_concern import WriteConcern
+from pymongo import ReplaceOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from engine.models import Order
 from engine.vocabulary import OrderStatus
 from persistence.errors import DuplicateEmail, DuplicateId, StoreError, StoreUnavailable
+from persistence.mongo_db import (
+    BY_DATE,
+    EMAIL_KEY,
+    LOCATION_KEY,
+    NEWEST_FIRST,
+    Doc,
+    MongoDatabase,
+    from_doc,
+    to_doc,
+)
 from persistence.store import (
     CategorySales,
     Event,
@@ -53,50 +50,12 @@ from persistence.store import (
     page_offset,
 )
 
-log = logging.getLogger(__name__)
+__all__ = ["MongoStore", "bulk_outcome", "superseded_filter"]
 
-Doc = dict[str, Any]
-S = TypeVar("S", bound=msgspec.Struct)
-
-DEFAULT_DATABASE = "onsale"
 DUPLICATE_KEY = 11000
-
-# Internal, derived fields stored next to the contract's fields (never decoded).
-EMAIL_KEY = "emailLower"
-LOCATION_KEY = "ubicacionLower"
-
-_NEWEST_FIRST = [("creadoEn", DESCENDING), ("_id", DESCENDING)]
 _CONFIRMED = OrderStatus.CONFIRMED.value
 _RESERVED = OrderStatus.RESERVED.value
 _IN_CHUNK = 10_000  # ids per $in of get_orders
-_BY_DATE = [("fecha", ASCENDING), ("_id", ASCENDING)]
-
-
-def _to_doc(value: msgspec.Struct, **extra: Any) -> Doc:
-    doc: Doc = msgspec.to_builtins(value)
-    doc["_id"] = doc.pop("id")
-    doc.update(extra)
-    return doc
-
-
-def _from_doc(doc: Doc, type_: type[S]) -> S:
-    fields = dict(doc)
-    fields["id"] = fields.pop("_id")
-    return msgspec.convert(fields, type_)
-
-
-def _client_options(uri: str, timeout_ms: int) -> Doc:
-    """Retryable writes and reads always; our timeouts unless the URI sets its own
-    (keyword arguments would override the URI's options)."""
-    options: Doc = {"retryWrites": True, "retryReads": True}
-    in_uri = {name.lower() for name in parse_uri(uri)["options"]}
-    defaults = {
-        "serverSelectionTimeoutMS": timeout_ms,
-        "connectTimeoutMS": timeout_ms,
-        "appname": "onsale",
-    }
-    options.update({k: v for k, v in defaults.items() if k.lower() not in in_uri})
-    return options
 
 
 def bulk_outcome(details: Doc) -> tuple[int, list[int]]:
@@ -143,100 +102,9 @@ def _excluding(query: Doc, exclude_ids: Collection[str] | None) -> Doc:
     return query
 
 
-class MongoStore:
-    """The MongoDB :class:`persistence.store.Store` adapter."""
-
-    def __init__(
-        self,
-        uri: str | None = None,
-        *,
-        client: MongoClient[Doc] | None = None,
-        database: str | None = None,
-        server_selection_timeout_ms: int = 5_000,
-        write_timeout_ms: int = 10_000,
-    ) -> None:
-        if client is None:
-            if not uri:
-                raise ValueError("MongoStore needs a URI or a client")
-            client = MongoClient(uri, **_client_options(uri, server_selection_timeout_ms))
-            self._owns_client = True
-        else:
-            self._owns_client = False
-        self._client = client
-        # mongomock compatibility: mongomock 4.3's bulk_write cannot take the operations of
-        # pymongo >= 4.9 (it rejects their ``sort`` argument); see _replace_versioned_compat.
-        self._compat = type(client).__module__.startswith("mongomock")
-        db = (
-            client.get_database(database)
-            if database
-            else client.get_default_database(default=DEFAULT_DATABASE)
-        )
-        self.database_name: str = db.name
-        majority = WriteConcern(w="majority", j=True, wtimeout=write_timeout_ms)
-        self._users, self._events, self._orders = (
-            db.get_collection(name).with_options(
-                write_concern=majority, read_concern=ReadConcern("majority")
-            )
-            for name in ("users", "events", "orders")
-        )
-        self._indexed = False
-        self._index_lock = threading.Lock()
-        try:
-            self._ensure_indexes()
-        except StoreUnavailable as e:
-            # Start anyway: the writer backs off and the next call tries again.
-            log.warning("mongodb not reachable at start-up, indexes deferred: %s", e)
-
-    # -- plumbing --------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except StoreError:
-            raise
-        except (ConnectionFailure, WriteConcernError, ExecutionTimeout) as e:
-            raise StoreUnavailable(f"mongodb: {e}") from e
-        except PyMongoError as e:
-            if e.has_error_label("RetryableWriteError") or e.has_error_label(
-                "TransientTransactionError"
-            ):
-                raise StoreUnavailable(f"mongodb: {e}") from e
-            raise StoreError(f"mongodb: {e}") from e
-
-    def _ensure_indexes(self) -> None:
-        if self._indexed:
-            return
-        with self._index_lock, self._errors():
-            if self._indexed:
-                return
-            self._users.create_index([(EMAIL_KEY, ASCENDING)], unique=True, name="email_unique")
-            self._users.create_index([("role", ASCENDING)], name="role")
-            self._events.create_index(_BY_DATE, name="date")
-            self._orders.create_index(
-                [("usuarioId", ASCENDING), *_NEWEST_FIRST], name="user_newest"
-            )
-            self._orders.create_index([("estado", ASCENDING), *_NEWEST_FIRST], name="status_newest")
-            self._orders.create_index(
-                [("eventoId", ASCENDING), *_NEWEST_FIRST], name="event_newest"
-            )
-            self._orders.create_index(_NEWEST_FIRST, name="newest")
-            self._indexed = True
-
-    @contextlib.contextmanager
-    def _op(self) -> Iterator[None]:
-        """Every public method: indexes in place (deferred at start-up), errors mapped."""
-        self._ensure_indexes()
-        with self._errors():
-            yield
-
-    def ping(self) -> None:
-        with self._errors():
-            self._client.admin.command("ping")
-
-    def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
+class MongoStore(MongoDatabase):
+    """The MongoDB :class:`persistence.store.Store` adapter: the queries, on
+    :class:`~persistence.mongo_db.MongoDatabase`'s collections."""
 
     # -- users -----------------------------------------------------------------------------
 
@@ -244,7 +112,7 @@ class MongoStore:
         key = fold(user.email)
         with self._op():
             try:
-                self._users.insert_one(_to_doc(user, **{EMAIL_KEY: key}))
+                self._users.insert_one(to_doc(user, **{EMAIL_KEY: key}))
             except DuplicateKeyError as e:
                 pattern = (e.details or {}).get("keyPattern") or {}
                 if EMAIL_KEY in pattern:
@@ -259,12 +127,12 @@ class MongoStore:
     def get_user(self, user_id: str) -> User | None:
         with self._op():
             doc = self._users.find_one({"_id": user_id})
-        return None if doc is None else _from_doc(doc, User)
+        return None if doc is None else from_doc(doc, User)
 
     def get_user_by_email(self, email: str) -> User | None:
         with self._op():
             doc = self._users.find_one({EMAIL_KEY: fold(email)})
-        return None if doc is None else _from_doc(doc, User)
+        return None if doc is None else from_doc(doc, User)
 
     def delete_user(self, user_id: str) -> bool:
         with self._op():
@@ -279,7 +147,7 @@ class MongoStore:
 
     @staticmethod
     def _event_doc(event: Event) -> Doc:
-        return _to_doc(event, **{LOCATION_KEY: fold(event.location)})
+        return to_doc(event, **{LOCATION_KEY: fold(event.location)})
 
     def create_event(self, event: Event) -> None:
         with self._op():
@@ -291,7 +159,7 @@ class MongoStore:
     def get_event(self, event_id: str) -> Event | None:
         with self._op():
             doc = self._events.find_one({"_id": event_id})
-        return None if doc is None else _from_doc(doc, Event)
+        return None if doc is None else from_doc(doc, Event)
 
     def replace_event(self, event: Event) -> bool:
         with self._op():
@@ -327,12 +195,12 @@ class MongoStore:
             query["_id"] = {"$in": list(ids)}
         with self._op():
             total = self._events.count_documents(query)
-            docs = list(self._events.find(query).sort(_BY_DATE).skip(offset).limit(limit))
-        return [_from_doc(d, Event) for d in docs], int(total)
+            docs = list(self._events.find(query).sort(BY_DATE).skip(offset).limit(limit))
+        return [from_doc(d, Event) for d in docs], int(total)
 
     def all_events(self) -> list[Event]:
         with self._op():
-            return [_from_doc(d, Event) for d in self._events.find({}).sort(_BY_DATE)]
+            return [from_doc(d, Event) for d in self._events.find({}).sort(BY_DATE)]
 
     def count_events(self) -> int:
         with self._op():
@@ -341,7 +209,7 @@ class MongoStore:
     # -- orders ----------------------------------------------------------------------------
 
     def upsert_orders(self, orders: list[Order]) -> int:
-        docs = [_to_doc(o) for o in latest_versions(orders)]
+        docs = [to_doc(o) for o in latest_versions(orders)]
         if not docs:
             return 0
         with self._op():
@@ -381,7 +249,7 @@ class MongoStore:
     def get_order(self, order_id: str) -> Order | None:
         with self._op():
             doc = self._orders.find_one({"_id": order_id})
-        return None if doc is None else _from_doc(doc, Order)
+        return None if doc is None else from_doc(doc, Order)
 
     def get_orders(self, order_ids: Collection[str]) -> list[Order]:
         ids = list(order_ids)
@@ -389,7 +257,7 @@ class MongoStore:
         with self._op():
             for start in range(0, len(ids), _IN_CHUNK):
                 chunk = ids[start : start + _IN_CHUNK]
-                found += [_from_doc(d, Order) for d in self._orders.find({"_id": {"$in": chunk}})]
+                found += [from_doc(d, Order) for d in self._orders.find({"_id": {"$in": chunk}})]
         return found
 
     def list_user_orders(self, user_id: str, page: int, limit: int) -> tuple[list[Order], int]:
@@ -415,8 +283,8 @@ class MongoStore:
         offset = page_offset(page, limit)
         with self._op():
             total = self._orders.count_documents(query)
-            docs = list(self._orders.find(query).sort(_NEWEST_FIRST).skip(offset).limit(limit))
-        return [_from_doc(d, Order) for d in docs], int(total)
+            docs = list(self._orders.find(query).sort(NEWEST_FIRST).skip(offset).limit(limit))
+        return [from_doc(d, Order) for d in docs], int(total)
 
     def order_stats(self, *, exclude_ids: Collection[str] | None = None) -> OrderStats:
         every = _excluding({}, exclude_ids)
@@ -491,5 +359,5 @@ class MongoStore:
                 {"creadoEn": created, "_id": {"$lt": last_id}},
             ]
         with self._op():
-            docs = list(self._orders.find(query).sort(_NEWEST_FIRST).limit(limit))
-        return [_from_doc(d, Order) for d in docs]
+            docs = list(self._orders.find(query).sort(NEWEST_FIRST).limit(limit))
+        return [from_doc(d, Order) for d in docs]

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from litestar import Controller, Request, Response, get
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 
 from api.deps import resources
-from api.metrics import RELEASED, WS_CLIENTS, WS_QUEUED, exposition, per_event_allowed
+from api.metrics import CONTENT_TYPE, scrape
 from persistence.writer.dead_letters import dead_letter_count
 
-DEAD_LETTERS = Gauge(
-    "onsale_writer_dead_letters", "Entries in the writer's dead-letter stream (os:writer:dead)"
-)
 # Each readiness check answers within this, or counts as failed: a stalled Redis or store
 # makes /health/ready a prompt 503, never a hung probe (probes often give up after 1 s).
 CHECK_TIMEOUT_S = 0.8
@@ -81,17 +76,7 @@ class HealthController(Controller):
 
     @get("/metrics", exclude_from_auth=True, include_in_schema=False)
     async def metrics(self, request: Request[Any, Any, Any]) -> Response[bytes]:
-        res = resources(request)
-        per_event = per_event_allowed(res.settings, request.headers.get("authorization"))
-        RELEASED.labels("listener").set(res.expiry_stats.released_by_listener)
-        RELEASED.labels("sweeper").set(res.expiry_stats.released_by_sweeper)
-        if res.hub is not None:
-            counts = res.hub.counts()
-            WS_CLIENTS.set(counts["clients"])
-            WS_QUEUED.set(counts["queuedFrames"])
-        with contextlib.suppress(Exception):  # one XLEN; Redis down keeps the last value
-            async with asyncio.timeout(CHECK_TIMEOUT_S):
-                DEAD_LETTERS.set(await dead_letter_count(res.redis))
-        # Redis-wide figures are read at most once per 2 s, whatever the scrape rate.
-        body = await exposition(res.figures, per_event=per_event)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        # Every worker's counters (multiprocess mode), the Redis-wide figures read at most
+        # once per 2 s whatever the scrape rate, per-event series by METRICS_TOKEN.
+        body = await scrape(resources(request), request.headers.get("authorization"))
+        return Response(body, media_type=CONTENT_TYPE)

@@ -14,10 +14,26 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from api.deps import LimitParam, PageParam, caller, orders
+from api.errors import PROBLEM, handle_service
 from api.present import EncodedJSON, order_out, order_page
 from api.schemas import ConfirmIn, OrderId, OrderIn, OrderOut, OrderPage
+from api.services.errors import ServiceError
+from api.services.orders import IDEMPOTENCY_KEY
 
 _REPLAYED = ((b"idempotent-replayed", b"true"),)
+_PROBLEM = PROBLEM.encode()
+
+
+def _refusal(request: Request[Any, Any, Any], e: ServiceError) -> EncodedJSON:
+    """A service's refusal of a hold as api/errors.py words it (the same status, headers
+    and body), sent pre-encoded: Litestar's exception path (the handler look-up, a
+    ``Response`` and its header objects) cost more than a refusal from the stock gate."""
+    response = handle_service(request, e)
+    headers = tuple(
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in response.headers.items()
+    )
+    return EncodedJSON(response.content, response.status_code or 409, headers, _PROBLEM)
 
 
 class OrderController(Controller):
@@ -30,8 +46,9 @@ class OrderController(Controller):
         responses={
             HTTP_201_CREATED: ResponseSpec(
                 OrderOut,
-                description="The order, HELD until `expiraEn`; with `Idempotent-Replayed: true`, "
-                "the order an earlier request with the same Idempotency-Key created.",
+                description="The order, `RESERVED` until `expiraEn`; with "
+                "`Idempotent-Replayed: true`, the order an earlier request with the same "
+                "`Idempotency-Key` created.",
             )
         },
     )
@@ -40,16 +57,34 @@ class OrderController(Controller):
         request: Request[Any, Any, Any],
         data: OrderIn,
         idempotency_key: Annotated[
-            str | None, Parameter(header="Idempotency-Key", required=False)
+            str | None,
+            Parameter(
+                header="Idempotency-Key",
+                required=False,
+                description="Makes a retried hold safe: a second request with the same key "
+                "answers the first one's order (`Idempotent-Replayed: true`), holding nothing.",
+                # Documented only: the service checks it (422 bad_idempotency_key).
+                schema_extra={"pattern": IDEMPOTENCY_KEY.pattern},
+            ),
         ] = None,
         admission_token: Annotated[
-            str | None, Parameter(header="Admission-Token", required=False, max_length=128)
+            str | None,
+            Parameter(
+                header="Admission-Token",
+                required=False,
+                max_length=128,
+                description="While the event has an admission queue: the token its queue "
+                "gave the caller (`admisionToken`), consumed by the hold (else 403).",
+            ),
         ] = None,
     ) -> EncodedJSON:
         tickets = [(t.categoriaId, t.cantidad) for t in data.tickets]
-        result = await orders(request).hold(
-            caller(request), data.eventoId, tickets, idempotency_key, admission_token
-        )
+        try:
+            result = await orders(request).hold(
+                caller(request), data.eventoId, tickets, idempotency_key, admission_token
+            )
+        except ServiceError as e:  # sold out, most of all once an on-sale sells out
+            return _refusal(request, e)
         return EncodedJSON(
             order_out(result.order), HTTP_201_CREATED, () if result.created else _REPLAYED
         )

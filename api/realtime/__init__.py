@@ -5,6 +5,7 @@
 * :mod:`~api.realtime.client` — one socket's rooms, cursors and message budget.
 * :mod:`~api.realtime.fanout` — one feed read to every local subscriber.
 * :mod:`~api.realtime.hub` — the process's rooms, the join/leave rules, client messages.
+* :mod:`~api.realtime.user_feeds` — the feeds tailed for open user rooms.
 * :mod:`~api.realtime.ws` — the ``/ws`` transport.
 * :mod:`~api.realtime.socketio` — the Socket.IO transport at ``/socket.io/``.
 * :mod:`~api.realtime.engineio_seam` — the one place python-socketio internals are used.

@@ -2,7 +2,8 @@
 
 One :class:`Hub` per process. Its :class:`~engine.feed.FeedTailer` reads, with one blocking
 XREAD, the feed of every event a local client watches, and of every event in which a user
-whose room is open here has an order that may still change (:meth:`Hub._follow_user_feeds`);
+whose room is open here has an order that may still change
+(:class:`~api.realtime.user_feeds.UserFeeds`);
 :mod:`api.realtime.fanout` hands each read to the sockets. What a process reads grows with
 what its sockets watch, never with the number of events; :class:`Limits` caps the sockets
 per user and per client address and the streams tailed. Fan-out happens per process, so
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, assert_never
 
@@ -33,6 +33,7 @@ from api.realtime.client import Client
 from api.realtime.fanout import dispatch
 from api.realtime.protocol import ClientError, ClientMessage
 from api.realtime.queue_watch import QueueWatch
+from api.realtime.user_feeds import UserFeeds
 from api.security import Principal, verify_token
 from api.settings import Settings
 from engine import feed
@@ -44,13 +45,6 @@ from engine.vocabulary import Role
 log = logging.getLogger(__name__)
 
 MAX_ROOMS_PER_SOCKET = 100
-USER_FEED_REFRESH_S = 1.0
-# A user room follows the events of the user's orders created this long before now at most:
-# an order changes only while RESERVED, i.e. within its hold lifetime (plus the expiry's lag).
-USER_FEED_SLACK_MS = 120_000
-# Where a newly found event's feed is read from, before the order's creation time: that
-# time is the API host's clock, the feed ids the Redis server's.
-CLOCK_MARGIN_MS = 1_000
 # After a read that delivered something, the tailer waits this long before reading again,
 # so an on-sale's stream of updates arrives in batches (at most this much later).
 FEED_LINGER_MS = 10
@@ -117,10 +111,10 @@ class Hub:
             linger_ms=FEED_LINGER_MS,
             max_streams=self.limits.streams or 2**31,
         )
-        self._user_feed_events: set[str] = set()
-        self._user_joined_ms: dict[str, int] = {}  # user room -> when it opened (API clock)
-        self._user_rooms_changed = asyncio.Event()
         self.queue_watch = QueueWatch(QueueEngine(engine))
+        self.user_feeds = UserFeeds(
+            redis, self.tailer, self.user_rooms, self.limits.hold_ttl_ms, self._watched
+        )
 
     async def authenticate(self, token: str) -> Principal | None:
         """The token's principal if it is valid and its user still exists."""
@@ -186,75 +180,12 @@ class Hub:
 
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.gather(
-            self.tailer.run(stop), self._follow_user_feeds(stop), self.queue_watch.run(stop)
+            self.tailer.run(stop), self.user_feeds.run(stop), self.queue_watch.run(stop)
         )
 
-    async def _follow_user_feeds(self, stop: asyncio.Event) -> None:
-        """While user rooms are open here, tail the events those users hold orders in.
-
-        Every second (and at once when a user room opens or closes) one pipelined read of
-        the open rooms' users' recent-orders sets (which every hold adds to) says which
-        events they have orders in that may still change (created within the hold
-        lifetime). An event found for an order created after its user's room opened is
-        read from just before that order's creation, so its first status change
-        (``RESERVED``) is not missed; one found for older orders only is read from now
-        (a room gets what happens after it opened, not a replay). Cost: one round trip
-        per second for all the user rooms, and the streams of the events they buy in;
-        nothing for the events nobody here buys in.
-        """
-        while not stop.is_set():
-            self._user_rooms_changed.clear()
-            try:
-                await self._refresh_user_feeds()
-            except Exception as e:
-                log.warning("user feed refresh failed: %s", e)
-            changed = asyncio.ensure_future(self._user_rooms_changed.wait())
-            stopped = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait({changed, stopped}, timeout=USER_FEED_REFRESH_S)
-            finally:
-                changed.cancel()
-                stopped.cancel()
-
-    async def _refresh_user_feeds(self) -> None:
-        users = list(self.user_rooms)
-        wanted: set[str] = set()
-        # Just before the earliest order created since its user's room opened (ms);
-        # events without one are read from now (their orders are older than the room).
-        replay_from: dict[str, int] = {}
-        if users:
-            now = int(time.time() * 1000)
-            window = self.limits.hold_ttl_ms + USER_FEED_SLACK_MS
-            found = await feed.recent_order_events(self.redis, users, now - window)
-            for user_id, events in found.items():
-                opened = self._user_joined_ms.get(user_id)
-                if opened is None:  # the room closed during the read
-                    continue
-                for event_id, created in events.items():
-                    wanted.add(event_id)
-                    if created >= opened:
-                        start = max(0, created - CLOCK_MARGIN_MS)
-                        replay_from[event_id] = min(start, replay_from.get(event_id, start))
-        followed: set[str] = set()
-        for event_id in wanted:
-            # Already tailed (for a room, or since an earlier refresh): kept as it is.
-            if event_id not in self.tailer.positions:
-                if event_id in replay_from:
-                    position = f"{replay_from[event_id]}-0"
-                else:
-                    position = await feed.latest_id(self.redis, event_id)
-                if not self.tailer.follow(event_id, position):
-                    log.warning(
-                        "not following %s for user rooms: %d streams tailed (WS_MAX_STREAMS)",
-                        event_id,
-                        len(self.tailer.positions),
-                    )
-                    continue
-            followed.add(event_id)
-        for event_id in self._user_feed_events - followed:
-            if event_id not in self.rooms and event_id not in self.queue_watch.watchers:
-                self.tailer.unfollow(event_id)
-        self._user_feed_events = followed
+    def _watched(self, event_id: str) -> bool:
+        """An event room or the queue watch needs the event's feed."""
+        return event_id in self.rooms or event_id in self.queue_watch.watchers
 
     # -- rooms ---------------------------------------------------------------------------
 
@@ -328,7 +259,7 @@ class Hub:
             if not room:
                 del self.rooms[event_id]
                 if (
-                    event_id not in self._user_feed_events
+                    event_id not in self.user_feeds.events
                     and event_id not in self.queue_watch.watchers
                 ):
                     self.tailer.unfollow(event_id)
@@ -342,8 +273,7 @@ class Hub:
             raise ClientError("forbidden", "you may only join your own user room")
         client.users.add(user_id)
         if user_id not in self.user_rooms:
-            self._user_joined_ms[user_id] = int(time.time() * 1000)
-            self._user_rooms_changed.set()
+            self.user_feeds.opened(user_id)
         self.user_rooms.setdefault(user_id, set()).add(client)
 
     def leave_user(self, client: Client, user_id: str) -> None:
@@ -353,8 +283,7 @@ class Hub:
             room.discard(client)
             if not room:
                 del self.user_rooms[user_id]
-                self._user_joined_ms.pop(user_id, None)
-                self._user_rooms_changed.set()
+                self.user_feeds.closed(user_id)
 
     async def join_queue(self, client: Client, event_id: str) -> None:
         """The socket follows its user's place in the event's queue (and is their
@@ -377,7 +306,7 @@ class Hub:
         if (
             event_id not in self.queue_watch.watchers
             and event_id not in self.rooms
-            and event_id not in self._user_feed_events
+            and event_id not in self.user_feeds.events
         ):
             self.tailer.unfollow(event_id)
 

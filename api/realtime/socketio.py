@@ -106,8 +106,22 @@ class SocketIOGateway:
         self._socketio_on_close = seam.take_over(self.sio, "disconnect", self._on_transport_close)
 
     def asgi_app(self, other: Any) -> Any:
-        """``/socket.io/`` here, every other request and the lifespan to ``other``."""
-        return socketio.ASGIApp(self.sio, other_asgi_app=other, socketio_path=SOCKETIO_PATH)
+        """``/socket.io/`` here, every other request and the lifespan to ``other``.
+
+        The path is checked first: python-socketio's ``ASGIApp`` formats its path and
+        checks static files for every request before handing it on, a cost every API
+        request paid."""
+        engineio = socketio.ASGIApp(self.sio, other_asgi_app=other, socketio_path=SOCKETIO_PATH)
+        prefix = f"/{SOCKETIO_PATH}/"
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            path = scope.get("path", "")
+            if path.startswith(prefix) or path == prefix[:-1]:
+                await engineio(scope, receive, send)
+            else:
+                await other(scope, receive, send)
+
+        return app
 
     # -- connection life -----------------------------------------------------------------
 

@@ -9,8 +9,10 @@ import re
 from collections.abc import Iterable
 from typing import Protocol
 
+from api.metrics import CANCELS, CONFIRMS, counted_hold
 from api.security import Principal, RateLimiter
 from api.services.errors import Conflict, Invalid, NotFound, RateLimited, Unavailable
+from api.services.stock_gate import StockGate
 from engine.core import Engine
 from engine.errors import NotReplicated, OrderRetired, SoldOut
 from engine.models import HoldResult, Order
@@ -31,6 +33,17 @@ def _rank(order: Order) -> tuple[int, str]:
     return order.created_at, order.id
 
 
+def sold_out(category_id: str, name: str, available: object) -> Conflict:
+    """The 409 ``sold_out`` of a hold, whether the script or the stock gate refused it."""
+    return Conflict(
+        f"not enough tickets in category {name!r} ({category_id}): {available} available",
+        code=SoldOut.code,
+        categoriaId=category_id,
+        categoriaNombre=name,
+        disponible=available,
+    )
+
+
 class OrderService:
     def __init__(
         self,
@@ -41,7 +54,9 @@ class OrderService:
         durability: str = "redis",
         store_timeout_s: float = 5.0,
         writer: PersistenceWaiter | None = None,
+        gate: StockGate | None = None,
     ) -> None:
+        self.gate = gate
         self.engine = engine
         self.store = store
         self.limiter = limiter
@@ -49,6 +64,7 @@ class OrderService:
         self.store_timeout_s = store_timeout_s
         self.writer = writer
 
+    @counted_hold  # onsale_holds_total{result}, onsale_hold_duration_seconds
     async def hold(
         self,
         who: Principal,
@@ -69,6 +85,17 @@ class OrderService:
         retry_after = await self.limiter.hit("orders", who.id)
         if retry_after is not None:
             raise RateLimited(retry_after)
+        gate = self.gate
+        if gate is not None:
+            # A sold-out category refused from this process's stock, no Redis
+            # (api/services/stock_gate.py); anything else is the script's decision.
+            if idempotency_key is None and admission_token is None:
+                tickets = list(tickets)
+                short = gate.check(event_id, tickets)
+                if short is not None:
+                    raise sold_out(short.category_id, short.name, short.available)
+            else:
+                gate.watch(event_id)
         try:
             return await self.engine.hold(
                 event_id,
@@ -94,15 +121,7 @@ class OrderService:
         category = stock.category(category_id) if stock is not None else None
         if category is None:
             return e
-        available = e.details.get("available")
-        return Conflict(
-            f"not enough tickets in category {category.name!r} ({category_id}): "
-            f"{available} available",
-            code=e.code,
-            categoriaId=category_id,
-            categoriaNombre=category.name,
-            disponible=available,
-        )
+        return sold_out(category_id, category.name, e.details.get("available"))
 
     async def get(self, who: Principal, order_id: str) -> Order:
         """Redis first (live and authoritative), then the store (older, or Redis lost).
@@ -136,6 +155,8 @@ class OrderService:
                 code="not_replicated",
                 retry_after=1,
             ) from None
+        if result.created:  # a retried confirm counts once
+            CONFIRMS.inc()
         await self._durable(result.order)
         return result.order
 
@@ -172,6 +193,8 @@ class OrderService:
 
     async def cancel(self, who: Principal, order_id: str) -> Order:
         result = await self.engine.cancel(order_id, who.id, is_admin=who.is_admin)
+        if result.created:
+            CANCELS.inc()
         return result.order
 
     # -- a buyer's orders ------------------------------------------------------------------

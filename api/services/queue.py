@@ -147,10 +147,13 @@ class QueueService:
     # -- the buyer -------------------------------------------------------------------
 
     async def join(self, who: Principal, event_id: str) -> Place:
-        await self._event(event_id)
+        # No store read on the way in: a queue exists only for a stored event (configure
+        # checks it), so the store is asked only to tell "no such event" from "no queue".
+        # The read (a thread hop) made a join cost more than a hold through HTTP.
         try:
             return await self.queues.join(event_id, who.id)
         except QueueNotFound:
+            await self._event(event_id)
             raise NotFound("this event has no admission queue", code="queue_not_found") from None
 
     async def me(self, who: Principal, event_id: str) -> Place:

@@ -2,7 +2,7 @@
 
 Two loops, each its own task, sharing nothing with holds, confirms or the order writer:
 
-* **Ingest.** Reads every order log through its own consumer group
+* **Ingest** (:mod:`api.webhooks.ingest`). Reads every order log through its own consumer group
   (``keys.WEBHOOK_GROUP``), with the writer's stream helpers (``persistence.writer``),
   turns each entry into deliveries for the endpoints that want it, records them in the
   webhook store (insert-if-new by a stable id) and only then acknowledges. A dispatcher
@@ -26,20 +26,15 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from api.present import event_out, order_out
-from api.webhooks import messages, signing, urls
-from engine import keys
+from api.webhooks import signing, urls
+from api.webhooks.ingest import WebhookIngest, now_ms, pause
 from engine.core import Engine
-from engine.models import decode_order
 from persistence.aio import AsyncStore
 from persistence.errors import StoreError
 from persistence.webhooks import (
@@ -53,16 +48,11 @@ from persistence.webhooks import (
 )
 from persistence.writer import consumer_name
 from persistence.writer.companions import enable_webhooks
-from persistence.writer.groups import ack, claim_idle, consumed, ensure_group
-from persistence.writer.streams import ORDER_FIELD, Entry, id_ms, order_logs, read_group
+from persistence.writer.streams import order_logs
 
 log = logging.getLogger(__name__)
 
 _LOG_SOURCE = "log"
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)
@@ -147,6 +137,9 @@ class WebhookDispatcher:
         self._endpoints: dict[str, WebhookEndpoint] = {}
         self._endpoints_at = 0.0
         self._failing: set[str] = set()  # endpoints whose last attempt here failed
+        self._ingest = WebhookIngest(
+            redis, engine, hooks, store, self.config, self.consumer, self.stats, self._wake.set
+        )
 
     def wake(self) -> None:
         """New deliveries were recorded (e.g. a test message): look now."""
@@ -164,7 +157,7 @@ class WebhookDispatcher:
                 ),
             )
         tasks = [
-            asyncio.create_task(self._ingest_loop(stop), name="webhooks-ingest"),
+            asyncio.create_task(self._ingest.run(stop), name="webhooks-ingest"),
             asyncio.create_task(self._deliver_loop(stop), name="webhooks-deliver"),
         ]
         try:
@@ -181,176 +174,6 @@ class WebhookDispatcher:
             if own_client:
                 await self._client.aclose()
 
-    # -- ingest ----------------------------------------------------------------------------
-
-    async def _ingest_loop(self, stop: asyncio.Event) -> None:
-        streams: dict[str, str] = {}
-        refreshed = reclaimed = 0.0
-        backlog = True  # first our own pending entries (a restart under the same name)
-        first = True
-        backoff = 0.05
-        while not stop.is_set():
-            try:
-                now = time.monotonic()
-                if now - refreshed >= self.config.refresh_streams_s:
-                    streams = await self._follow(streams, scan=first)
-                    refreshed, first = now, False
-                if not streams:
-                    await _sleep(stop, self.config.block_ms / 1000)
-                    continue
-                if backlog:
-                    entries, missing = await read_group(
-                        self.redis,
-                        keys.WEBHOOK_GROUP,
-                        self.consumer,
-                        streams,
-                        "0",
-                        count=self.config.batch,
-                        block_ms=None,
-                    )
-                    backlog = bool(entries)
-                else:
-                    entries, missing = await read_group(
-                        self.redis,
-                        keys.WEBHOOK_GROUP,
-                        self.consumer,
-                        streams,
-                        ">",
-                        count=self.config.batch,
-                        block_ms=self.config.block_ms,
-                    )
-                if missing:
-                    for stream in streams:
-                        await ensure_group(self.redis, stream, keys.WEBHOOK_GROUP)
-                if now - reclaimed >= self.config.reclaim_interval_s:
-                    reclaimed = now
-                    for stream in streams:
-                        claimed = await claim_idle(
-                            self.redis,
-                            stream,
-                            keys.WEBHOOK_GROUP,
-                            self.consumer,
-                            self.config.min_idle_ms,
-                            count=self.config.batch,
-                            enough=self.config.batch,
-                        )
-                        entries.extend(claimed.entries)
-                        backlog = backlog or claimed.orphaned
-                if entries:
-                    await self._ingest(entries)
-                    await ack(self.redis, keys.WEBHOOK_GROUP, entries)
-                    self._wake.set()
-                backoff = 0.05
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, StoreError, OSError) as e:
-                self.stats.errors += 1
-                log.warning("webhooks: ingest failed, retrying in %.2fs: %s", backoff, e)
-                backlog = True  # what we read but did not acknowledge is pending for us
-                await _sleep(stop, backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    async def _follow(self, streams: dict[str, str], *, scan: bool) -> dict[str, str]:
-        """The armed events' logs (plus, at start, every log in the keyspace), each with
-        our group; a log whose event left is followed until we consumed it."""
-        logs = await order_logs(self.redis, scan=scan)
-        if scan:  # at start: from now on the writer creates our group with its own
-            await enable_webhooks(self.redis, [])
-        for stream in logs.keys() - streams.keys():
-            await ensure_group(self.redis, stream, keys.WEBHOOK_GROUP)
-        kept = dict(logs)
-        for stream, event_id in streams.items():
-            if stream not in logs and not await consumed(self.redis, stream, keys.WEBHOOK_GROUP):
-                kept[stream] = event_id
-        return kept
-
-    async def _ingest(self, entries: Sequence[Entry]) -> None:
-        self.stats.entries += len(entries)
-        endpoints = await self.hooks.active_endpoints()
-        if not endpoints:
-            return
-        now = _now_ms()
-        out: list[Delivery] = []
-        sold_out_flags: list[str] = []
-        last_change: dict[str, tuple[Entry, str]] = {}  # event -> its latest stock change
-        for entry in entries:
-            raw = entry.field(ORDER_FIELD)
-            if raw is None:
-                continue  # deleted while pending
-            try:
-                order = decode_order(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                continue  # poison: the writer dead-letters it
-            kind = messages.order_type(order)
-            if kind is None:
-                continue
-            payload = messages.body(kind, id_ms(entry.id), msgspec.to_builtins(order_out(order)))
-            out += messages.deliveries_for(
-                endpoints,
-                kind,
-                order.event_id,
-                source=entry.stream,
-                stream_id=entry.id,
-                subject=order.id,
-                payload=payload,
-                now_ms=now,
-            )
-            if kind != messages.ORDER_CONFIRMED:
-                last_change[order.event_id] = (entry, kind)
-        for event_id, (entry, kind) in last_change.items():
-            if any(ep.wants(messages.EVENT_SOLD_OUT, event_id) for ep in endpoints):
-                flag = await self._sold_out(endpoints, entry, event_id, kind, now, out)
-                if flag:
-                    sold_out_flags.append(flag)
-        if out:
-            self.stats.recorded += await self.hooks.add_deliveries(out)
-        for flag in sold_out_flags:  # only once the deliveries are recorded
-            await self.redis.set(flag, "1")
-
-    async def _sold_out(
-        self,
-        endpoints: list[WebhookEndpoint],
-        entry: Entry,
-        event_id: str,
-        kind: str,
-        now: int,
-        out: list[Delivery],
-    ) -> str | None:
-        """``event.sold_out`` when the latest hold of the batch finds no ticket available
-        in any category (live stock, read now), once per sell-out: the flag is cleared
-        when a release finds stock again. A sell-out undone and redone within one batch
-        (dispatcher lag) is one message. Returns the flag to set."""
-        flag = keys.webhook_sold_out(event_id)
-        if kind not in (messages.ORDER_CREATED, messages.ORDER_CANCELLED, messages.ORDER_EXPIRED):
-            return None
-        stock = await self.engine.stock(event_id)
-        if stock is None:
-            return None
-        available = sum(c.available for c in stock.categories)
-        if kind != messages.ORDER_CREATED:
-            if available > 0:
-                await self.redis.delete(flag)
-            return None
-        if available > 0 or await self.redis.exists(flag):
-            return None
-        event = await self.store.get_event(event_id)
-        if event is None:
-            return None
-        payload = messages.body(
-            messages.EVENT_SOLD_OUT, id_ms(entry.id), msgspec.to_builtins(event_out(event, stock))
-        )
-        out += messages.deliveries_for(
-            endpoints,
-            messages.EVENT_SOLD_OUT,
-            event_id,
-            source=entry.stream,
-            stream_id=entry.id,
-            subject=f"event:{event_id}",
-            payload=payload,
-            now_ms=now,
-        )
-        return flag
-
     # -- deliver ---------------------------------------------------------------------------
 
     async def _deliver_loop(self, stop: asyncio.Event) -> None:
@@ -364,7 +187,7 @@ class WebhookDispatcher:
             except (StoreError, OSError) as e:
                 self.stats.errors += 1
                 log.warning("webhooks: delivery scan failed, retrying in %.2fs: %s", backoff, e)
-                await _sleep(stop, backoff)
+                await pause(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             self._wake.clear()
@@ -375,7 +198,7 @@ class WebhookDispatcher:
         free = self.config.concurrency - len(self._inflight)
         if free <= 0:
             return
-        now = _now_ms()
+        now = now_ms()
         due = await self.hooks.due_deliveries(now, free * 2)
         if not due:
             return
@@ -478,7 +301,7 @@ class WebhookDispatcher:
         latency: int,
         error: str | None,
     ) -> None:
-        now = _now_ms()
+        now = now_ms()
         if ok:
             status, next_at = DELIVERED, now
             self.stats.delivered += 1
@@ -525,8 +348,3 @@ async def prepare_logs(redis: Redis) -> None:
     started, or while none runs)."""
     logs = await order_logs(redis, scan=False)
     await enable_webhooks(redis, sorted(logs))
-
-
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

@@ -2,10 +2,13 @@
 its pre-queue, waits with heartbeats (``GET .../queue/me`` every 2 s), and when admitted
 holds with its ``Admission-Token`` and confirms (most) or abandons (some). A hold refused
 for anything but stock after an admission, or a hold accepted without a token, is a locust
-failure. ``run_loadtest.py``'s audit then checks that nobody was sold past the stock.
+failure. ``run_loadtest.py``'s audit then checks that nobody was sold past the stock, and
+its queue sampler (loadtest/queue_check.py) that nobody was admitted past it.
 
 The queued event is made once per locust process by the first queue user: stock
-``QUEUE_STOCK`` (default 100), opening ``QUEUE_OPENS_IN_S`` (default 20) seconds after."""
+``QUEUE_STOCK`` (run_loadtest.py sets users/10: a crowd 10x the stock; 100 otherwise),
+opening ``QUEUE_OPENS_IN_S`` (default 20) seconds after, so the whole crowd (spawned in
+users/5 per second) joins during the pre-queue."""
 
 from __future__ import annotations
 
@@ -46,14 +49,20 @@ def _queued_event(user: FastHttpUser) -> dict[str, Any]:
                 {"nombre": "General", "precio": 10, "cantidadTotal": STOCK, "beneficios": []}
             ],
         }
-        with user.client.post("/api/events", json=body, headers=auth, catch_response=True) as r:
+        with user.client.post(
+            "/api/events", json=body, headers=auth, name="/api/events (queued)", catch_response=True
+        ) as r:
             event = json_of(r)
         opens = datetime.now(UTC) + timedelta(seconds=OPENS_IN_S)
-        user.client.put(
+        with user.client.put(
             f"/api/events/{event['id']}/queue",
             json={"abreEn": opens.isoformat(), "entradasPorAdmision": 1},
             headers=auth,
-        )
+            name="/api/events/[id]/queue",
+            catch_response=True,
+        ) as r:
+            if r.status_code != 200:
+                r.failure(f"configuring the queue answered {r.status_code}: {r.text[:200]}")
         _event.update(event)
         return _event
 
@@ -68,7 +77,14 @@ class QueueBuyer(FastHttpUser):
         self.auth = {"Authorization": f"Bearer {self.account.token}"}
         self.event = _queued_event(self)
         self.done = False
-        self.client.post(f"/api/events/{self.event['id']}/queue/join", headers=self.auth)
+        with self.client.post(
+            f"/api/events/{self.event['id']}/queue/join",
+            headers=self.auth,
+            name="/api/events/[id]/queue/join",
+            catch_response=True,
+        ) as r:
+            if r.status_code not in (200, 201):
+                r.failure(f"joining answered {r.status_code}: {r.text[:200]}")
         order = {
             "eventoId": self.event["id"],
             "tickets": [{"categoriaId": self.event["categorias"][0]["id"], "cantidad": 1}],

@@ -26,6 +26,8 @@ Modules, one job each:
 
 * :mod:`~persistence.writer.consumer` — :class:`OrderWriter`: the loop (read, reclaim,
   process, ack, trim) and its policy.
+* :mod:`~persistence.writer.persisting` — the store writes: outages waited out, refused
+  batches written order by order, :class:`WriterStopped`.
 * :mod:`~persistence.writer.streams` — stream ids, :class:`Entry`, XREADGROUP.
 * :mod:`~persistence.writer.groups` — consumer-group bookkeeping (create, ack, claim,
   delivery counts, idle consumers).

@@ -5,7 +5,8 @@ The guarantees are the package's (see :mod:`persistence.writer`): acknowledged o
 after the store acknowledged the write, idempotent upserts, poison (undecodable or
 invalid entries, nothing else) dead-lettered, store outages and refusals waited out,
 logs trimmed behind the slowest group. The Redis commands behind
-each step live in the sibling modules; this one holds the loop and its policy.
+each step live in the sibling modules, the store policy (backoff, refusals) in
+:mod:`~persistence.writer.persisting`; this one holds the loop.
 """
 
 from __future__ import annotations
@@ -23,10 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import keys
 from engine.core import retire_persisted
-from engine.models import Order
 from persistence.aio import AsyncStore
-from persistence.errors import StoreError, StoreUnavailable
-from persistence.store import latest_versions
 from persistence.writer.companions import ensure_companion_groups
 from persistence.writer.dead_letters import dead_letter, triage
 from persistence.writer.durability import CommitSignal, wait_persisted
@@ -39,17 +37,15 @@ from persistence.writer.groups import (
     forget_idle_consumers,
 )
 from persistence.writer.lag import BatchReport, WriterLag, WriterStats, measure_lag
+from persistence.writer.persisting import OrderPersister, WriterStopped
 from persistence.writer.streams import Entry, order_logs, read_group
 from persistence.writer.trimming import trim_point, trim_stream
+
+__all__ = ["GC_INTERVAL_S", "OrderWriter", "WriterStopped"]
 
 log = logging.getLogger(__name__)
 
 GC_INTERVAL_S = 60.0  # how often idle consumers are looked for
-REFUSAL_LOG_INTERVAL_S = 30.0  # a store refusing a valid order is logged at most this often
-
-
-class WriterStopped(Exception):
-    """Stop was requested while a batch waited for the store (its entries stay pending)."""
 
 
 class OrderWriter:
@@ -96,6 +92,13 @@ class OrderWriter:
         self.trim_approximate = trim_approximate
         self.consumer_idle_gc_ms = consumer_idle_gc_ms
         self.stats = WriterStats()
+        self._persister = OrderPersister(
+            store,
+            self.stats,
+            self._sleep,
+            backoff_initial_s=self.backoff_initial_s,
+            backoff_max_s=self.backoff_max_s,
+        )
         self.commits = CommitSignal()
         self._streams: dict[str, str] = {}  # log stream -> event id
         self._scanned = False
@@ -339,7 +342,7 @@ class OrderWriter:
         for start in range(0, len(decoded), self.batch):
             chunk = decoded[start : start + self.batch]
             orders = [order for _, order in chunk]
-            written = await self._persist(orders)
+            written = await self._persister.persist(orders)
             report.written += written
             self.stats.orders_written += written
             self.stats.record_batch(len(chunk))
@@ -357,54 +360,6 @@ class OrderWriter:
             report.dead_lettered = len(dead)
             report.acked += await self._ack([e for e, _ in dead])
         return report
-
-    async def _persist(self, orders: list[Order]) -> int:
-        """Upsert one batch of valid orders; returns the orders written. Nothing here is
-        poison (that was triaged before), so nothing is given up on: ``StoreUnavailable``
-        is waited out with backoff; a batch the store refuses (``StoreError``) is written
-        order by order, so every order the store takes is stored, and the ones it refuses
-        are retried with backoff until it takes them (a store that refuses a valid order
-        is misconfigured or broken: the lag in /health/ready shows it, and the error is
-        logged). Stopping raises :class:`WriterStopped` (the entries stay pending)."""
-        latest = latest_versions(orders)
-        try:
-            return await self._upsert_retrying(latest)
-        except StoreError as e:  # not StoreUnavailable: that one is waited out
-            log.warning("store refused a batch of %d (%s); writing one by one", len(latest), e)
-        written = 0
-        refused: list[Order] = []
-        for order in latest:
-            try:
-                written += await self._upsert_retrying([order])
-            except StoreError:
-                refused.append(order)
-        for order in refused:
-            written += await self._upsert_retrying([order], refusals=True)
-        return written
-
-    async def _upsert_retrying(self, orders: list[Order], *, refusals: bool = False) -> int:
-        """Upsert, waiting out ``StoreUnavailable`` (and, with ``refusals``, any
-        ``StoreError``) with capped exponential backoff."""
-        delay = self.backoff_initial_s
-        logged = 0.0
-        while True:
-            try:
-                return await self.store.upsert_orders(orders)
-            except StoreUnavailable as e:
-                self.stats.store_retries += 1
-                log.warning("store unavailable, retrying in %.2fs: %s", delay, e)
-            except StoreError as e:
-                if not refusals:
-                    raise
-                self.stats.store_retries += 1
-                self.stats.store_refusals += 1
-                if time.monotonic() - logged >= REFUSAL_LOG_INTERVAL_S:
-                    logged = time.monotonic()
-                    ids = ", ".join(o.id for o in orders[:5])
-                    log.error("store refuses %s, retrying (never dead-lettered): %s", ids, e)
-            if await self._sleep(delay):
-                raise WriterStopped
-            delay = min(delay * 2, self.backoff_max_s)
 
     async def _ack(self, entries: Sequence[Entry]) -> int:
         acked = await ack(self.redis, self.group, entries)

@@ -40,7 +40,8 @@ class BatchReport:
 @dataclass
 class WriterStats:
     """Counters of one writer since start-up, read as ``writer.stats`` (the writer tests,
-    ``loadtest/bench_writer.py``). Not exported to /metrics, which reports the lag."""
+    ``loadtest/bench_writer.py``); api.metrics copies them into the ``onsale_writer_*_total``
+    counters (docs/metrics.md)."""
 
     entries_read: int = 0
     orders_written: int = 0

@@ -60,11 +60,14 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context (own sessionStorage) and page; fails on page errors."""
+def open_page(browser: Any, **options: Any) -> tuple[Any, list[str]]:
+    """A fresh browser context (own sessionStorage) and page, and the list its console
+    errors and page errors land in (the caller closes ``page.context`` and checks it)."""
     context = browser.new_context(
-        viewport={"width": 1280, "height": 860}, locale="en-US", timezone_id="UTC"
+        viewport=options.pop("viewport", {"width": 1280, "height": 860}),
+        locale="en-US",
+        timezone_id="UTC",
+        **options,
     )
     page = context.new_page()
     problems: list[str] = []
@@ -78,6 +81,13 @@ def page(browser: Any) -> Iterator[Any]:
         ),
     )
     page.set_default_timeout(15_000)
+    return page, problems
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context and page; fails on console errors and page errors."""
+    page, problems = open_page(browser)
     yield page
-    context.close()
+    page.context.close()
     assert not problems, problems

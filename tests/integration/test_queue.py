@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -111,6 +112,10 @@ def test_configure_bad_input_is_refused_without_state_change(qapi: ApiServer) ->
     assert expect_problem(r, 403)["code"] == "not_owner"
     r = httpx.post(f"{base}/join", headers=bearer(buyer))
     assert expect_problem(r, 404)["code"] == "queue_not_found"
+    unknown = f"{qapi.url}/api/events/{'0' * 24}/queue/join"
+    assert expect_problem(httpx.post(unknown, headers=bearer(buyer)), 404)["code"] == (
+        "event_not_found"
+    )
     r = _configure(qapi, org, event["id"], abreEn=_at(3600), preColaMinutos=1)
     assert r.status_code == 200, r.text
     assert r.json()["estado"] == "PRE" and r.json()["semilla"] is None
@@ -299,11 +304,12 @@ def _run_crowd(
     api: ApiServer, org: str, stock: int, crowd: int, opens_in: float = 4.0
 ) -> dict[str, Any]:
     """A crowd joins during the pre-queue, heartbeats, holds when admitted, confirms."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        tokens = list(pool.map(lambda _: register(api, unique_email("qc"))[0], range(crowd)))
     event = create_event(api, org, [("A", 10.0, stock)])
     eid, cat = event["id"], event["categorias"][0]["id"]
-    r = _configure(api, org, eid, abreEn=_at(opens_in + crowd / 100), entradasPorAdmision=1)
+    r = _configure(api, org, eid, abreEn=_at(opens_in + crowd / 150), entradasPorAdmision=1)
     assert r.status_code == 200, r.text
-    tokens = [register(api, unique_email("qc"))[0] for _ in range(crowd)]
     results = {"held": 0, "refused": 0, "sold_out": 0, "no_token": 0}
 
     async def buyer(http: httpx.AsyncClient, token: str) -> None:

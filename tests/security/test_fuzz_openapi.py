@@ -114,6 +114,14 @@ def _fuzz(
     return sent
 
 
+def _violable(operation: Any) -> bool:
+    """Whether a schema-violating request exists: schemathesis does not make invalid path
+    parameters (they would not reach the operation), so a public operation with only an
+    id in its path has nothing to get wrong."""
+    params = [p for p in operation.iter_parameters() if str(p.location.value) != "path"]
+    return bool(params or operation.body)
+
+
 def test_fuzz_every_operation_no_5xx_and_problem_json_errors(api: ApiServer) -> None:
     schema = schemathesis.openapi.from_url(f"{api.url}/schema/openapi.json")
     failures: list[str] = []
@@ -125,6 +133,8 @@ def test_fuzz_every_operation_no_5xx_and_problem_json_errors(api: ApiServer) -> 
     for operation in operations:
         names = {p.name for p in operation.path_parameters}
         for mode in MODES:
+            if mode is GenerationMode.NEGATIVE and not _violable(operation):
+                continue  # nothing to violate (see _violable)
             for real_ids in (False, True) if names or operation.body else (False,):
                 strategy = operation.as_strategy(generation_mode=mode)
                 if real_ids:

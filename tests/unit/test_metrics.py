@@ -4,9 +4,14 @@ for any number of concurrent requests, at most every couple of seconds."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from api import metrics
 from api.settings import load_settings
@@ -110,3 +115,97 @@ async def test_the_readiness_lag_does_not_read_every_inventory() -> None:
     assert await figures.writer_lag(5) == {"pending": 0, "undelivered": 0}
     assert engine.inventory_reads == 0
     assert await metrics.RedisFigures(engine, None).writer_lag(5) is None
+
+
+# -- counted series (issue 22) ------------------------------------------------------------
+
+
+def _sample(name: str, **labels: str) -> float:
+    got = REGISTRY.get_sample_value(name, labels)
+    return got or 0.0
+
+
+@pytest.mark.asyncio
+async def test_a_hold_is_counted_by_result_and_timed() -> None:
+    from api.services.errors import Conflict, Invalid, RateLimited
+    from engine.errors import EventNotOnSale, SoldOut
+    from engine.models import HoldResult
+
+    outcomes: list[Any] = [
+        True,
+        False,
+        RateLimited(3),
+        SoldOut("none left"),
+        Conflict("none left", code="sold_out"),
+        EventNotOnSale("closed"),
+        Invalid("bad key", code="bad_idempotency_key"),
+        ConnectionError("redis gone"),
+    ]
+
+    async def hold(outcome: Any) -> HoldResult:
+        if isinstance(outcome, Exception):
+            raise outcome
+        return HoldResult(order=None, created=outcome)  # type: ignore[arg-type]
+
+    counted = metrics.counted_hold(hold)
+    before = {r: _sample("onsale_holds_total", result=r) for r in metrics.HOLD_RESULTS}
+    observed = _sample("onsale_hold_duration_seconds_count")
+    for outcome in outcomes:
+        with contextlib.suppress(Exception):
+            await counted(outcome)
+    after = {r: _sample("onsale_holds_total", result=r) - before[r] for r in before}
+    assert after == {
+        "created": 1,
+        "replayed": 1,
+        "rate_limited": 1,
+        "sold_out": 2,
+        "refused": 2,
+        "error": 1,
+    }
+    assert _sample("onsale_hold_duration_seconds_count") - observed == len(outcomes)
+
+
+def test_stats_are_copied_into_counters_by_difference() -> None:
+    from engine.expiry import ExpiryStats
+
+    stats = ExpiryStats()
+    export = metrics.watched([(stats, metrics.EXPIRY_COUNTS)])
+    base = _sample("onsale_holds_released_total", path="sweeper")
+    stats.released_by_sweeper = 5
+    export.sync()
+    export.sync()  # nothing new: nothing added
+    assert _sample("onsale_holds_released_total", path="sweeper") - base == 5
+    stats.released_by_sweeper = 7
+    export.sync()
+    assert _sample("onsale_holds_released_total", path="sweeper") - base == 7
+
+
+def test_the_live_gauges_of_a_dead_worker_are_forgotten(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead_pid = int(gone.stdout)
+    for pid in (dead_pid, os.getpid()):
+        (tmp_path / f"gauge_livesum_{pid}.db").write_bytes(b"")
+        (tmp_path / f"counter_{pid}.db").write_bytes(b"")
+    assert metrics.forget_dead_processes(str(tmp_path)) == [dead_pid]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(
+        [f"counter_{dead_pid}.db", f"counter_{os.getpid()}.db", f"gauge_livesum_{os.getpid()}.db"]
+    )  # a dead worker's counters still count
+
+
+def test_every_rate_limit_scope_of_the_code_starts_at_zero() -> None:
+    root = Path(__file__).resolve().parents[2] / "api"
+    called = set()
+    for path in root.rglob("*.py"):
+        called |= set(re.findall(r'(?:\.hit|_limit)\(\s*"([^"]+)"', path.read_text()))
+    assert called and called <= set(metrics.RATE_LIMIT_SCOPES), called - set(
+        metrics.RATE_LIMIT_SCOPES
+    )

@@ -5,6 +5,7 @@ import { api, clearFieldErrors, setUnauthorizedHandler, showProblem } from "./ap
 import { forgetWaitlist } from "./event.js";
 import { authenticateFeed, restartFeed } from "./feed.js";
 import { forgetOrders } from "./orders.js";
+import { leaveQueueView } from "./queue.js";
 import { registerView, route, setView } from "./router.js";
 import { clearSales } from "./sales.js";
 import { isOrganizer, saveAuth, state } from "./state.js";
@@ -38,6 +39,7 @@ export function signOut(message) {
   }
   forgetOrders();
   forgetWaitlist();
+  leaveQueueView(); // the place was the previous user's
   clearSales("");
   renderAccount();
   showError($("login-error"), message || null);

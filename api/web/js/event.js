@@ -5,6 +5,7 @@
 import { api, capabilities, enc } from "./api.js";
 import { watchCurrent } from "./feed.js";
 import { renderOrder, loadMyOrder, setEventOrder } from "./orders.js";
+import { admissionUsed, bindQueuePanel, holdRefused, leaveQueueView, loadQueue, onQueueChange, queueGate, startQueue } from "./queue.js";
 import { bind, catWidget, eventKey, resetBindings } from "./render.js";
 import { isCurrent, nextNav, registerView, setView } from "./router.js";
 import { requestSales } from "./sales.js";
@@ -43,6 +44,7 @@ async function showEvent(eventId) {
     if (isCurrent(nav)) showError($("event-error"), err);
     return;
   }
+  loadQueue(eventId, nav);
   if (canManage(state.events.get(eventId))) requestSales(eventId);
   if (state.auth) {
     loadMyOrder(eventId, nav);
@@ -68,7 +70,21 @@ export function renderEvent(eventId) {
     buildEventRows(eventId, ev, catsEl, catIds);
   }
   bindEventHeader(eventId);
+  bindQueuePanel(eventId);
+  applyQueueGate();
   updateHoldTotal();
+}
+
+/** Behind a queue the hold form shows only to an admitted buyer (the waiting room instead). */
+function applyQueueGate() {
+  const eventId = state.view.eventId;
+  if (state.view.name !== "event" || !eventId) return;
+  const gate = queueGate(eventId);
+  const hide = gate.queued && !gate.token;
+  const form = $("hold-form");
+  if (form.hidden !== hide) form.hidden = hide;
+  $("event-layout").classList.toggle("no-form", hide);
+  form.dataset.admission = gate.token ? "yes" : "";
 }
 
 function buildEventRows(eventId, ev, catsEl, catIds) {
@@ -176,6 +192,9 @@ async function onHold(e) {
   if (!holdAttempt || holdAttempt.signature !== signature) {
     holdAttempt = { signature, key: `web-${randomHex(16)}` };
   }
+  const gate = queueGate(eventId);
+  const headers = { "Idempotency-Key": holdAttempt.key };
+  if (gate.token) headers["Admission-Token"] = gate.token;
   const btn = $("hold-btn");
   holding = true;
   btn.disabled = true;
@@ -184,9 +203,10 @@ async function onHold(e) {
     const { data, sentAt, receivedAt } = await api("/api/orders", {
       method: "POST",
       body: { eventoId: eventId, tickets },
-      headers: { "Idempotency-Key": holdAttempt.key },
+      headers,
     });
     holdAttempt = null;
+    if (gate.token) admissionUsed(eventId);
     // creadoEn is the server's "now" (ms), so it corrects the countdown for clock skew.
     const created = Date.parse(data.creadoEn);
     if (!Number.isNaN(created)) state.clockSkew = created - (sentAt + receivedAt) / 2;
@@ -196,6 +216,7 @@ async function onHold(e) {
   } catch (err) {
     if (err.status && err.status < 500) holdAttempt = null; // refused: nothing was held
     showError(errEl, holdError(err));
+    holdRefused(eventId, err);
   } finally {
     holding = false;
     setText(btn, "Hold tickets");
@@ -301,6 +322,12 @@ export function forgetWaitlist() {
 }
 
 export function startEvent() {
-  registerView("event", { show: showEvent, rerender: () => renderEvent(state.view.eventId) });
+  registerView("event", {
+    show: showEvent,
+    rerender: () => renderEvent(state.view.eventId),
+    leave: leaveQueueView,
+  });
   $("hold-form").addEventListener("submit", onHold);
+  startQueue();
+  onQueueChange(applyQueueGate);
 }

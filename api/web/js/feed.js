@@ -183,8 +183,12 @@ function onFrame(raw) {
   if (list) for (const fn of list) fn(d, frame);
 }
 
+// Refusals a view answers itself (a `join:queue` racing a leave or a removed queue: the
+// waiting room reads its place through REST): not the connection's status.
+const QUIET_ERRORS = new Set(["event_not_found", "not_in_queue", "queue_not_found"]);
+
 function onFeedError(d) {
-  if (d.code === "event_not_found") return; // the event is gone; REST shows it
+  if (QUIET_ERRORS.has(d.code)) return; // the event or place is gone; REST shows it
   if (d.code === "unauthorized" || d.code === "forbidden") {
     setConn("live", "live (order updates off)");
     return;

@@ -12,7 +12,7 @@ const STATS_POLL_MS = 5000;
 const MAX_WATCHED = 60; // rooms joined for the dashboard's live bars
 const LIST_PAGES = 20; // up to 2,000 events read for the dashboard
 
-let caps = { buyerCap: false };
+let caps = { buyerCap: false, queue: false };
 capabilities().then((c) => {
   caps = c;
 });
@@ -126,7 +126,7 @@ async function loadStats(nav) {
 
 // ---- editor ----------------------------------------------------------------------------------------
 
-const editor = { eventId: "", base: null, seq: 0 };
+const editor = { eventId: "", base: null, seq: 0, queue: null };
 
 function toLocalInput(iso) {
   const d = new Date(iso);
@@ -165,6 +165,7 @@ async function showEditor(eventId) {
   $("new-cats").hidden = Boolean(eventId);
   $("edit-cats").hidden = !eventId;
   $("editor-links").hidden = !eventId;
+  $("queue-form").hidden = true;
   setText($("event-save"), eventId ? "Save event" : "Create event");
   const tz = -new Date().getTimezoneOffset() / 60;
   setText($("ev-fecha-hint"), `Your local time (UTC${tz >= 0 ? "+" : "−"}${Math.abs(tz)}).`);
@@ -190,6 +191,122 @@ async function showEditor(eventId) {
     fillEditor(data);
   } catch (err) {
     if (isCurrent(nav)) showError($("event-form-error"), err);
+    return;
+  }
+  if (c.queue && canManage(state.events.get(eventId))) loadQueueForm(eventId, nav);
+}
+
+// ---- the admission queue (PUT / DELETE /api/events/{id}/queue) -------------------------------
+
+const QUEUE_DEFAULTS = { preColaMinutos: 30, admisionesPorMinuto: null, minutosAdmision: 10, entradasPorAdmision: 2, latidoSegundos: 30 };
+const QUEUE_INPUTS = [
+  ["preColaMinutos", "qf-pre"],
+  ["admisionesPorMinuto", "qf-rate"],
+  ["minutosAdmision", "qf-mins"],
+  ["entradasPorAdmision", "qf-per"],
+  ["latidoSegundos", "qf-hb"],
+];
+const QUEUE_STATE = { PRE: "not open yet", ABIERTA: "open", AGOTADA: "sold out", CERRADA: "closed (the event is not on sale)" };
+
+function toLocalSeconds(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  return `${toLocalInput(iso)}:${String(d.getSeconds()).padStart(2, "0")}`;
+}
+
+async function loadQueueForm(eventId, nav) {
+  const form = $("queue-form");
+  clearFieldErrors(form);
+  showError($("queue-form-error"), null);
+  setText($("queue-saved"), "");
+  let info = null;
+  try {
+    ({ data: info } = await api(`/api/events/${enc(eventId)}/queue`));
+  } catch (err) {
+    if (err.status !== 404) {
+      if (isCurrent(nav)) showError($("queue-form-error"), err);
+    }
+  }
+  if (!isCurrent(nav)) return;
+  const tz = -new Date().getTimezoneOffset() / 60;
+  setText($("qf-abre-hint"), `Your local time (UTC${tz >= 0 ? "+" : "−"}${Math.abs(tz)}), to the second.`);
+  fillQueueForm(info);
+  form.hidden = false;
+}
+
+function fillQueueForm(info) {
+  editor.queue = info;
+  const values = info || QUEUE_DEFAULTS;
+  $("qf-abre").value = info ? toLocalSeconds(info.abreEn) : "";
+  for (const [key, id] of QUEUE_INPUTS) {
+    const v = values[key] ?? QUEUE_DEFAULTS[key];
+    $(id).value = v === null || v === undefined ? "" : String(v);
+  }
+  $("queue-remove").hidden = !info;
+  setText($("queue-save"), info ? "Save queue" : "Add a queue");
+  setText(
+    $("queue-form-now"),
+    info
+      ? `The queue is ${QUEUE_STATE[info.estado] || info.estado}: opens at ${formatWhen(info.abreEn)}; ${plural(info.enCola, "buyer")} waiting, ${count.format(info.admitidos)} admitted.`
+      : "No queue: everyone can hold tickets as soon as the event is on sale.",
+  );
+}
+
+async function onSaveQueue(e) {
+  e.preventDefault();
+  const form = $("queue-form");
+  const errEl = $("queue-form-error");
+  const btn = $("queue-save");
+  showError(errEl, null);
+  clearFieldErrors(form);
+  setText($("queue-saved"), "");
+  const body = { abreEn: fromLocalInput($("qf-abre").value) };
+  for (const [key, id] of QUEUE_INPUTS) {
+    const v = num($(id));
+    if (v !== null) body[key] = v;
+    else if (key === "admisionesPorMinuto") body[key] = null; // empty: no rate limit
+  }
+  if (!body.abreEn) {
+    showProblem(form, errEl, { message: "Choose when the queue opens." });
+    $("qf-abre").focus();
+    return;
+  }
+  btn.disabled = true;
+  try {
+    const { data } = await api(`/api/events/${enc(editor.eventId)}/queue`, { method: "PUT", body });
+    fillQueueForm(data);
+    setText($("queue-saved"), "Queue saved.");
+  } catch (err) {
+    showProblem(form, errEl, err);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+let queueRemoveArmed = 0;
+
+async function onRemoveQueue() {
+  const btn = $("queue-remove");
+  if (!queueRemoveArmed) {
+    // A second click confirms (no blocking confirm() dialog).
+    setText(btn, "Click again to remove the queue");
+    queueRemoveArmed = setTimeout(() => {
+      queueRemoveArmed = 0;
+      setText(btn, "Remove queue");
+    }, 4000);
+    return;
+  }
+  clearTimeout(queueRemoveArmed);
+  queueRemoveArmed = 0;
+  setText(btn, "Remove queue");
+  showError($("queue-form-error"), null);
+  try {
+    await api(`/api/events/${enc(editor.eventId)}/queue`, { method: "DELETE" });
+    fillQueueForm(null);
+    $("qf-abre").focus();
+    setText($("queue-saved"), "Queue removed: the event is open to all.");
+  } catch (err) {
+    showProblem($("queue-form"), $("queue-form-error"), err);
   }
 }
 
@@ -415,6 +532,8 @@ export function startOrganizer() {
     },
   });
   $("event-form").addEventListener("submit", onSaveEvent);
+  $("queue-form").addEventListener("submit", onSaveQueue);
+  $("queue-remove").addEventListener("click", onRemoveQueue);
   $("add-new-cat").addEventListener("click", () => addNewCatRow({}).querySelector("input").focus());
   $("add-edit-cat").addEventListener("click", () => {
     const form = editCatForm(null);

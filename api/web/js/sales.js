@@ -2,12 +2,12 @@
 // held / sold figures that let the event page tell "all held" from "sold out".
 
 import { api, enc } from "./api.js";
-import { watchCurrent } from "./feed.js";
+import { onFrameOf, watchCurrent } from "./feed.js";
 import { markEventDirty } from "./render.js";
 import { isCurrent, nextNav, registerView, setView } from "./router.js";
 import { canManage, mergeEvent, state } from "./state.js";
 import { onStockMoved } from "./stock.js";
-import { $, clock, clone, count, eventHref, money, setText, showError } from "./util.js";
+import { $, clock, clone, count, el, eventHref, money, plural, setText, showError } from "./util.js";
 
 const SALES_REFRESH_MS = 1000;
 const SALES_POLL_MS = 5000;
@@ -110,6 +110,8 @@ export function clearSales(eventId) {
   view.rows = new Map();
   $("sales-rows").replaceChildren();
   $("sales-totals").replaceChildren();
+  $("sales-queue").hidden = true;
+  $("sales-queue-list").replaceChildren();
   setText($("sales-name"), "Sales");
   setText($("sales-updated"), "");
 }
@@ -125,6 +127,7 @@ function salesRow() {
     held: cell(".s-held"),
     avail: cell(".s-avail"),
     rev: cell(".s-rev"),
+    wait: cell(".s-wait"),
     mix: cell(".mix"),
   };
 }
@@ -136,6 +139,8 @@ function fillSalesRow(row, r, name) {
   setText(row.held, count.format(r.retenidos));
   setText(row.avail, count.format(r.disponibles));
   setText(row.rev, money.format(r.ingresos));
+  // The waitlist's length per category (SPEC 10.4), when the API reports it.
+  setText(row.wait, typeof r.enEspera === "number" ? count.format(r.enEspera) : "—");
   row.mix.style.gridTemplateColumns = `${r.vendidos}fr ${r.retenidos}fr ${r.disponibles}fr`;
 }
 
@@ -167,8 +172,56 @@ function renderSales(s) {
     view.rows.set("__totals__", totals);
     $("sales-totals").replaceChildren(totals.tr);
   }
-  fillSalesRow(totals, s, "All categories");
+  const waiting = s.categorias.some((r) => typeof r.enEspera === "number")
+    ? s.categorias.reduce((n, r) => n + (r.enEspera || 0), 0)
+    : undefined;
+  fillSalesRow(totals, { ...s, enEspera: waiting }, "All categories");
+  renderQueueFigures(s.cola);
   setText($("sales-updated"), `Updated ${clock.format(new Date())} · refreshes as tickets move`);
+}
+
+// ---- the admission queue's figures (the sales JSON's `cola`) ----------------------------
+
+export const QUEUE_STATE_TEXT = {
+  PRE: "Not open yet",
+  ABIERTA: "Open",
+  AGOTADA: "Sold out",
+  CERRADA: "Closed",
+};
+
+const QUEUE_FIGURES = [
+  ["enCola", "Waiting in the queue", (q) => count.format(q.enCola)],
+  ["admitidos", "Admitted", (q) => count.format(q.admitidos)],
+  ["admitidosSinReserva", "Admitted, not holding yet", (q) => count.format(q.admitidosSinReserva)],
+  ["convertidos", "Admitted and held", (q) => count.format(q.convertidos)],
+  ["perdidos", "Lost their place", (q) => count.format(q.perdidos)],
+  ["caducados", "Admissions that ran out", (q) => count.format(q.caducados)],
+  ["salidaPorMinuto", "Admitted in the last minute", (q) => plural(q.salidaPorMinuto, "buyer")],
+  ["abiertaEn", "Opened at", (q) => (q.abiertaEn ? clock.format(new Date(q.abiertaEn)) : "not yet")],
+  ["agotadoEn", "Sold out at", (q) => (q.agotadoEn ? clock.format(new Date(q.agotadoEn)) : "not sold out")],
+];
+
+function renderQueueFigures(q) {
+  const box = $("sales-queue");
+  box.hidden = !q;
+  if (!q) return;
+  const pill = $("sales-queue-state");
+  setText(pill, QUEUE_STATE_TEXT[q.estado] || q.estado);
+  pill.dataset.estado = q.estado;
+  const list = $("sales-queue-list");
+  if (list.children.length !== QUEUE_FIGURES.length) {
+    list.replaceChildren(
+      ...QUEUE_FIGURES.map(([key, label]) => {
+        const item = el("div", "stat");
+        item.dataset.stat = key;
+        item.append(el("dt", "", label), el("dd"));
+        return item;
+      }),
+    );
+  }
+  QUEUE_FIGURES.forEach(([key, , fmt], i) => {
+    if (key in q) setText(list.children[i].querySelector("dd"), fmt(q));
+  });
 }
 
 export function startSales() {
@@ -191,6 +244,9 @@ export function startSales() {
     }
   });
   onStockMoved((eventId) => requestSales(eventId));
+  // The queue's own frame (at most one a second, at once on a state change) moves its
+  // figures: admissions, sell-out, reopening.
+  onFrameOf("queue:update", (d) => requestSales(d.eventoId));
   // A confirmation moves tickets from held to sold without changing availability, so no
   // room frame announces it: poll slowly besides refreshing on every stock frame.
   setInterval(() => {

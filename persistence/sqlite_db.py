@@ -1,0 +1,183 @@
+"""The embedded store's database file: one connection per thread, the write lock and
+the IMMEDIATE write and snapshot read transactions, SQLite's errors mapped to the store's
+(a busy or locked file is :class:`StoreUnavailable`, "not now"), and the schema with its
+migration (``PRAGMA user_version``). :class:`SQLiteDatabase` is the base of
+:class:`persistence.sqlite.SQLiteStore`, which holds the queries."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+from persistence.errors import StoreError, StoreUnavailable
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id          TEXT PRIMARY KEY,
+    email_key   TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    doc         TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS users_email_key ON users (email_key);
+
+CREATE TABLE IF NOT EXISTS events (
+    id            TEXT PRIMARY KEY,
+    date          INTEGER NOT NULL,
+    location_key  TEXT NOT NULL,
+    doc           TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_date ON events (date, id);
+
+CREATE TABLE IF NOT EXISTS orders (
+    id          TEXT PRIMARY KEY,
+    event_id    TEXT NOT NULL,
+    user_id     TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    version     INTEGER NOT NULL,
+    quantity    INTEGER NOT NULL,
+    total       REAL NOT NULL,
+    doc         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_user ON orders (user_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS orders_status ON orders (status, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS orders_event ON orders (event_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS orders_created ON orders (created_at DESC, id DESC);
+"""
+
+
+# Messages of sqlite3.OperationalError that mean "not now" rather than "never".
+_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o", "disk is full", "readonly")
+
+T = TypeVar("T")
+
+
+class SQLiteDatabase:
+    """Connections, transactions and the schema of one SQLite file (see the module)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        busy_timeout_s: float = 10.0,
+    ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self._busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closed = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreUnavailable(f"cannot create {self.path.parent}: {e}") from e
+        self._migrate()
+
+    # -- connections and transactions ----------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        with self._errors():
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # only close() touches another thread's connection
+                cached_statements=64,
+            )
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute("PRAGMA cache_size = -65536")  # up to 64 MiB of pages per connection
+        with self._connections_lock:
+            self._connections.append(conn)
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError("the store is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as e:
+            if any(word in str(e).lower() for word in _TRANSIENT):
+                raise StoreUnavailable(f"sqlite: {e}") from e
+            raise StoreError(f"sqlite: {e}") from e
+        except sqlite3.Error as e:
+            raise StoreError(f"sqlite: {e}") from e
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: committed on success, rolled back on any error."""
+        conn = self._conn()
+        with self._write_lock, self._errors():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction, so a page and its total come from one snapshot."""
+        conn = self._conn()
+        with self._errors():
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {version}; this onsale knows "
+                    f"{SCHEMA_VERSION} (downgrade?)"
+                )
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def ping(self) -> None:
+        with self._errors():
+            self._conn().execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        """Close every connection (call when no other thread is using the store)."""
+        self._closed = True
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def _one(self, sql: str, params: tuple[Any, ...], decoder: msgspec.json.Decoder[T]) -> T | None:
+        with self._errors():
+            row = self._conn().execute(sql, params).fetchone()
+        return None if row is None else decoder.decode(row[0])

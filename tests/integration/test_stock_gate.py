@@ -1,0 +1,110 @@
+"""Sold-out refusals from the process's own stock (api/services/stock_gate.py): no hold
+script once the feed says a category is sold out; a cancel brings the script back."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from api.security import Principal, RateLimiter
+from api.services.errors import Conflict
+from api.services.orders import OrderService
+from api.services.stock_gate import StockGate
+from engine.core import Engine
+from engine.models import CategorySpec
+
+BUYER = Principal(id="u1", role="COMPRADOR")
+
+
+class CountingEngine:
+    """The engine, with its hold script calls counted."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.holds = 0
+
+    async def hold(self, *args: Any, **kwargs: Any) -> Any:
+        self.holds += 1
+        return await self._engine.hold(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
+async def _until(predicate: Any, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "the gate did not catch up"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def world(redis: Redis, engine: Engine) -> Any:
+    await engine.arm_event("ge", [CategorySpec(id="c", name="Campo", price=10, total=2)])
+    stop = asyncio.Event()
+    counting = CountingEngine(engine)
+    gate = StockGate(redis)
+    task = asyncio.create_task(gate.run(stop))
+    service = OrderService(
+        counting,  # type: ignore[arg-type]
+        store=None,  # type: ignore[arg-type]
+        limiter=RateLimiter(engine, 0),
+        gate=gate,
+    )
+    yield service, counting, gate
+    stop.set()
+    await task
+
+
+async def _refusal(service: OrderService) -> Conflict:
+    with pytest.raises(Conflict) as refused:
+        await service.hold(BUYER, "ge", [("c", 1)])
+    return refused.value
+
+
+async def test_sold_out_is_refused_without_a_script_call_and_a_cancel_reopens(
+    world: Any,
+) -> None:
+    service, counting, gate = world
+    first = await service.hold(BUYER, "ge", [("c", 1)])
+    await service.hold(BUYER, "ge", [("c", 1)])
+    by_script = await _refusal(service)  # the script refuses: the category is sold out
+    assert counting.holds == 3
+    await _until(lambda: gate.check("ge", [("c", 1)]) is not None)
+    calls = counting.holds
+    for _ in range(20):
+        by_gate = await _refusal(service)
+        # The same problem as the script's refusal (status, code, message, fields).
+        assert (type(by_gate), by_gate.code, by_gate.message, by_gate.extra) == (
+            type(by_script),
+            by_script.code,
+            by_script.message,
+            by_script.extra,
+        )
+    assert counting.holds == calls, "a sold-out refusal called the hold script"
+    assert gate.refused >= 20
+
+    await service.cancel(BUYER, first.order.id)
+    await _until(lambda: gate.check("ge", [("c", 1)]) is None)
+    again = await service.hold(BUYER, "ge", [("c", 1)])
+    assert again.created
+    assert counting.holds == calls + 1
+
+
+async def test_what_the_gate_does_not_know_goes_to_the_script(world: Any) -> None:
+    service, counting, gate = world
+    await service.hold(BUYER, "ge", [("c", 2)])
+    await _refusal(service)
+    await _until(lambda: gate.check("ge", [("c", 1)]) is not None)
+    calls = counting.holds
+    # An idempotency key (a replay returns the earlier order), an unknown category, a
+    # closed event: the script answers.
+    with pytest.raises(Exception):  # noqa: B017 (sold out, by the script)
+        await service.hold(BUYER, "ge", [("c", 1)], idempotency_key="k-1")
+    with pytest.raises(Exception):  # noqa: B017 (category not found, by the script)
+        await service.hold(BUYER, "ge", [("nope", 1)])
+    assert counting.holds == calls + 2
