@@ -109,7 +109,7 @@ class Resources:
         from api.webhooks.dispatcher import prepare_logs
         from api.webhooks.urls import UrlPolicy
 
-        self.exports = ExportService(self.store)
+        self.exports = ExportService(self.store, self.engine)
         self.webhooks = WebhookService(
             self.hooks,
             self.store,

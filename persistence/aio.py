@@ -8,47 +8,28 @@ mirror the port one to one, as coroutines with the same names and arguments.
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from collections.abc import Collection
 
 from engine.models import Order
-from persistence.errors import StoreError
+from persistence.pooled import PooledAdapter
 from persistence.store import CategorySales, Event, OrderStats, Store, User
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 DEFAULT_WORKERS = 4
 
 
-class AsyncStore:
+class AsyncStore(PooledAdapter[Store]):
     """A :class:`Store` whose methods are coroutines, run in a bounded thread pool."""
 
     def __init__(self, store: Store, *, max_workers: int = DEFAULT_WORKERS) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be >= 1")
-        self.store = store
+        super().__init__(
+            store,
+            max_workers=max_workers,
+            thread_name_prefix="store",
+            closed_message="the store is closed",
+        )
         self.max_workers = max_workers
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="store")
-        self._closed = False
-
-    async def _run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        if self._closed:
-            raise StoreError("the store is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
-
-    async def close(self) -> None:
-        """Let running calls finish, then close the adapter. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, functools.partial(self._pool.shutdown, wait=True))
-        self.store.close()
 
     async def ping(self) -> None:
         await self._run(self.store.ping)

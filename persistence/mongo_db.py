@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import msgspec
 from pymongo import ASCENDING, DESCENDING, MongoClient
+from pymongo.collection import Collection
+from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WriteConcernError
 from pymongo.read_concern import ReadConcern
 from pymongo.uri_parser import parse_uri
@@ -67,7 +69,16 @@ def _client_options(uri: str, timeout_ms: int) -> Doc:
 
 
 class MongoDatabase:
-    """The client, the collections and their indexes (see the module)."""
+    """The client, the collections and their indexes (see the module).
+
+    A subclass with other collections overrides ``_open_collections`` and
+    ``_create_indexes`` (and, to differ, ``_name``, ``_new_client``, ``_transient_labels``,
+    ``_log`` and ``_deferred_message``)."""
+
+    _name = "MongoStore"
+    _transient_labels: tuple[str, ...] = ("RetryableWriteError", "TransientTransactionError")
+    _log = log
+    _deferred_message = "mongodb not reachable at start-up, indexes deferred: %s"
 
     def __init__(
         self,
@@ -80,8 +91,8 @@ class MongoDatabase:
     ) -> None:
         if client is None:
             if not uri:
-                raise ValueError("MongoStore needs a URI or a client")
-            client = MongoClient(uri, **_client_options(uri, server_selection_timeout_ms))
+                raise ValueError(f"{self._name} needs a URI or a client")
+            client = self._new_client(uri, server_selection_timeout_ms)
             self._owns_client = True
         else:
             self._owns_client = False
@@ -96,22 +107,33 @@ class MongoDatabase:
             else client.get_default_database(default=DEFAULT_DATABASE)
         )
         self.database_name: str = db.name
-        majority = WriteConcern(w="majority", j=True, wtimeout=write_timeout_ms)
-        self._users, self._events, self._orders = (
-            db.get_collection(name).with_options(
-                write_concern=majority, read_concern=ReadConcern("majority")
-            )
-            for name in ("users", "events", "orders")
-        )
+        self._write_concern = WriteConcern(w="majority", j=True, wtimeout=write_timeout_ms)
+        self._open_collections(db)
         self._indexed = False
         self._index_lock = threading.Lock()
         try:
             self._ensure_indexes()
         except StoreUnavailable as e:
             # Start anyway: the writer backs off and the next call tries again.
-            log.warning("mongodb not reachable at start-up, indexes deferred: %s", e)
+            self._log.warning(self._deferred_message, e)
 
     # -- plumbing --------------------------------------------------------------------------
+
+    @staticmethod
+    def _new_client(uri: str, server_selection_timeout_ms: int) -> MongoClient[Doc]:
+        return MongoClient(uri, **_client_options(uri, server_selection_timeout_ms))
+
+    def _durable(self, db: Database[Doc], name: str) -> Collection[Doc]:
+        """Collection ``name`` with write concern majority (journaled) and read concern
+        majority."""
+        return db.get_collection(name).with_options(
+            write_concern=self._write_concern, read_concern=ReadConcern("majority")
+        )
+
+    def _open_collections(self, db: Database[Doc]) -> None:
+        self._users, self._events, self._orders = (
+            self._durable(db, name) for name in ("users", "events", "orders")
+        )
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -122,9 +144,7 @@ class MongoDatabase:
         except (ConnectionFailure, WriteConcernError, ExecutionTimeout) as e:
             raise StoreUnavailable(f"mongodb: {e}") from e
         except PyMongoError as e:
-            if e.has_error_label("RetryableWriteError") or e.has_error_label(
-                "TransientTransactionError"
-            ):
+            if any(e.has_error_label(label) for label in self._transient_labels):
                 raise StoreUnavailable(f"mongodb: {e}") from e
             raise StoreError(f"mongodb: {e}") from e
 
@@ -134,14 +154,17 @@ class MongoDatabase:
         with self._index_lock, self._errors():
             if self._indexed:
                 return
-            self._users.create_index([(EMAIL_KEY, ASCENDING)], unique=True, name="email_unique")
-            self._users.create_index([("role", ASCENDING)], name="role")
-            self._events.create_index(BY_DATE, name="date")
-            self._orders.create_index([("usuarioId", ASCENDING), *NEWEST_FIRST], name="user_newest")
-            self._orders.create_index([("estado", ASCENDING), *NEWEST_FIRST], name="status_newest")
-            self._orders.create_index([("eventoId", ASCENDING), *NEWEST_FIRST], name="event_newest")
-            self._orders.create_index(NEWEST_FIRST, name="newest")
+            self._create_indexes()
             self._indexed = True
+
+    def _create_indexes(self) -> None:
+        self._users.create_index([(EMAIL_KEY, ASCENDING)], unique=True, name="email_unique")
+        self._users.create_index([("role", ASCENDING)], name="role")
+        self._events.create_index(BY_DATE, name="date")
+        self._orders.create_index([("usuarioId", ASCENDING), *NEWEST_FIRST], name="user_newest")
+        self._orders.create_index([("estado", ASCENDING), *NEWEST_FIRST], name="status_newest")
+        self._orders.create_index([("eventoId", ASCENDING), *NEWEST_FIRST], name="event_newest")
+        self._orders.create_index(NEWEST_FIRST, name="newest")
 
     @contextlib.contextmanager
     def _op(self) -> Iterator[None]:

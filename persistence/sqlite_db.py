@@ -61,7 +61,20 @@ T = TypeVar("T")
 
 
 class SQLiteDatabase:
-    """Connections, transactions and the schema of one SQLite file (see the module)."""
+    """Connections, transactions and the schema of one SQLite file (see the module).
+
+    A subclass with another file sets ``_schema`` (and ``_schema_version``: ``None`` to
+    apply the schema without ``PRAGMA user_version``), ``_closed_message`` and the
+    per-connection tuning (``_cached_statements``, ``_tuning_pragmas``)."""
+
+    _schema: str = _SCHEMA
+    _schema_version: int | None = SCHEMA_VERSION
+    _closed_message = "the store is closed"
+    _cached_statements = 64
+    _tuning_pragmas: tuple[str, ...] = (
+        "PRAGMA temp_store = MEMORY",
+        "PRAGMA cache_size = -65536",  # up to 64 MiB of pages per connection
+    )
 
     def __init__(
         self,
@@ -95,19 +108,19 @@ class SQLiteDatabase:
                 timeout=self._busy_timeout_s,
                 isolation_level=None,  # we issue BEGIN/COMMIT ourselves
                 check_same_thread=False,  # only close() touches another thread's connection
-                cached_statements=64,
+                cached_statements=self._cached_statements,
             )
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            conn.execute("PRAGMA temp_store = MEMORY")
-            conn.execute("PRAGMA cache_size = -65536")  # up to 64 MiB of pages per connection
+            for pragma in self._tuning_pragmas:
+                conn.execute(pragma)
         with self._connections_lock:
             self._connections.append(conn)
         return conn
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
-            raise StoreError("the store is closed")
+            raise StoreError(self._closed_message)
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
@@ -153,16 +166,19 @@ class SQLiteDatabase:
 
     def _migrate(self) -> None:
         with self._write() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path} has schema version {version}; this onsale knows "
-                    f"{SCHEMA_VERSION} (downgrade?)"
-                )
-            for statement in _SCHEMA.split(";"):
+            known = self._schema_version
+            if known is not None:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > known:
+                    raise StoreError(
+                        f"{self.path} has schema version {version}; this onsale knows "
+                        f"{known} (downgrade?)"
+                    )
+            for statement in self._schema.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if known is not None:
+                conn.execute(f"PRAGMA user_version = {known}")
 
     def ping(self) -> None:
         with self._errors():

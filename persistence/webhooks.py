@@ -15,17 +15,13 @@ A delivery's ``subject`` (an order id, or an event id for event notifications) a
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal, ParamSpec, Protocol, TypeVar
+from typing import Literal, Protocol
 
 import msgspec
 
 from engine.models import iso
-from persistence.errors import StoreError
+from persistence.pooled import PooledAdapter
 
 WEBHOOKS_SQLITE_FILENAME = "webhooks.db"
 
@@ -160,6 +156,18 @@ def apply_attempt(delivery: Delivery, attempt: Attempt) -> Delivery:
     return delivery
 
 
+def should_disable(
+    endpoint: WebhookEndpoint, now_ms: int, *, disable_after_failures: int, disable_after_ms: int
+) -> bool:
+    """Whether a failed delivery leaves ``endpoint`` (its failure count already raised)
+    due to be disabled (shared by the adapters)."""
+    return (
+        endpoint.active
+        and endpoint.consecutive_failures >= disable_after_failures
+        and now_ms - (endpoint.failing_since or now_ms) >= disable_after_ms
+    )
+
+
 def disabled_reason(endpoint: WebhookEndpoint) -> str:
     """What GET shows for an endpoint the dispatcher disabled."""
     return (
@@ -186,32 +194,17 @@ def open_webhook_store(mongodb_uri: str | None, data_dir: Path) -> WebhookStore:
     return SQLiteWebhookStore(data_dir / WEBHOOKS_SQLITE_FILENAME)
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-class AsyncWebhookStore:
+class AsyncWebhookStore(PooledAdapter[WebhookStore]):
     """A :class:`WebhookStore` whose methods are coroutines, run in a bounded thread
     pool of its own (a slow webhook query never queues behind order writes)."""
 
     def __init__(self, store: WebhookStore, *, max_workers: int = 2) -> None:
-        self.store = store
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="webhooks")
-        self._closed = False
-
-    async def _run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        if self._closed:
-            raise StoreError("the webhook store is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, functools.partial(self._pool.shutdown, wait=True))
-        self.store.close()
+        super().__init__(
+            store,
+            max_workers=max_workers,
+            thread_name_prefix="webhooks",
+            closed_message="the webhook store is closed",
+        )
 
     async def create_endpoint(self, endpoint: WebhookEndpoint) -> None:
         await self._run(self.store.create_endpoint, endpoint)

@@ -7,25 +7,14 @@ same explicit durability (write concern majority, journaled; read concern majori
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
-from collections.abc import Iterator
-from typing import Any
 
-import msgspec
-from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument
-from pymongo.errors import (
-    ConnectionFailure,
-    DuplicateKeyError,
-    ExecutionTimeout,
-    PyMongoError,
-    WriteConcernError,
-)
-from pymongo.read_concern import ReadConcern
-from pymongo.write_concern import WriteConcern
+from pymongo import ASCENDING, MongoClient, ReturnDocument
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
-from persistence.errors import DuplicateId, StoreError, StoreUnavailable
+from persistence.errors import DuplicateId, StoreError
+from persistence.mongo_db import NEWEST_FIRST, Doc, MongoDatabase, from_doc, to_doc
 from persistence.store import page_offset
 from persistence.webhooks import (
     FAILED,
@@ -35,121 +24,64 @@ from persistence.webhooks import (
     WebhookEndpoint,
     apply_attempt,
     disabled_reason,
+    should_disable,
 )
 
 log = logging.getLogger(__name__)
 
-Doc = dict[str, Any]
-DEFAULT_DATABASE = "onsale"
-_NEWEST_FIRST = [("creadoEn", DESCENDING), ("_id", DESCENDING)]
-
-
-def _to_doc(value: msgspec.Struct) -> Doc:
-    doc: Doc = msgspec.to_builtins(value)
-    doc["_id"] = doc.pop("id")
-    return doc
-
 
 def _endpoint(doc: Doc) -> WebhookEndpoint:
-    doc = dict(doc)
-    doc["id"] = doc.pop("_id")
-    return msgspec.convert(doc, WebhookEndpoint)
+    return from_doc(doc, WebhookEndpoint)
 
 
 def _delivery(doc: Doc) -> Delivery:
-    doc = dict(doc)
-    doc["id"] = doc.pop("_id")
-    return msgspec.convert(doc, Delivery)
+    return from_doc(doc, Delivery)
 
 
-class MongoWebhookStore:
-    def __init__(
-        self,
-        uri: str | None = None,
-        *,
-        client: MongoClient[Doc] | None = None,
-        database: str | None = None,
-        write_timeout_ms: int = 10_000,
-    ) -> None:
-        if client is None:
-            if not uri:
-                raise ValueError("MongoWebhookStore needs a URI or a client")
-            client = MongoClient(
-                uri, retryWrites=True, retryReads=True, serverSelectionTimeoutMS=5_000
-            )
-            self._owns_client = True
-        else:
-            self._owns_client = False
-        self._client = client
-        db = (
-            client.get_database(database)
-            if database
-            else client.get_default_database(default=DEFAULT_DATABASE)
+class MongoWebhookStore(MongoDatabase):
+    """Client, durability, error mapping and deferred indexes from :class:`MongoDatabase`;
+    the webhook collections and their indexes."""
+
+    _name = "MongoWebhookStore"
+    _transient_labels = ("RetryableWriteError",)
+    _log = log
+    _deferred_message = "mongodb not reachable at start-up, webhook indexes deferred: %s"
+
+    @staticmethod
+    def _new_client(uri: str, server_selection_timeout_ms: int) -> MongoClient[Doc]:
+        return MongoClient(
+            uri,
+            retryWrites=True,
+            retryReads=True,
+            serverSelectionTimeoutMS=server_selection_timeout_ms,
         )
-        majority = WriteConcern(w="majority", j=True, wtimeout=write_timeout_ms)
+
+    def _open_collections(self, db: Database[Doc]) -> None:
         self._endpoints, self._deliveries = (
-            db.get_collection(name).with_options(
-                write_concern=majority, read_concern=ReadConcern("majority")
-            )
-            for name in ("webhook_endpoints", "webhook_deliveries")
+            self._durable(db, name) for name in ("webhook_endpoints", "webhook_deliveries")
         )
-        self._indexed = False
-        self._index_lock = threading.Lock()
-        try:
-            self._ensure_indexes()
-        except StoreUnavailable as e:
-            log.warning("mongodb not reachable at start-up, webhook indexes deferred: %s", e)
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except StoreError:
-            raise
-        except (ConnectionFailure, WriteConcernError, ExecutionTimeout) as e:
-            raise StoreUnavailable(f"mongodb: {e}") from e
-        except PyMongoError as e:
-            if e.has_error_label("RetryableWriteError"):
-                raise StoreUnavailable(f"mongodb: {e}") from e
-            raise StoreError(f"mongodb: {e}") from e
-
-    def _ensure_indexes(self) -> None:
-        if self._indexed:
-            return
-        with self._index_lock, self._errors():
-            if self._indexed:
-                return
-            self._endpoints.create_index([("usuarioId", ASCENDING), *_NEWEST_FIRST])
-            self._endpoints.create_index(_NEWEST_FIRST)
-            self._endpoints.create_index([("activo", ASCENDING)])
-            self._deliveries.create_index([("estado", ASCENDING), ("siguienteEn", ASCENDING)])
-            self._deliveries.create_index(
-                [
-                    ("endpointId", ASCENDING),
-                    ("sujeto", ASCENDING),
-                    ("estado", ASCENDING),
-                    ("seq", ASCENDING),
-                ]
-            )
-            self._deliveries.create_index([("endpointId", ASCENDING), *_NEWEST_FIRST])
-            self._indexed = True
-
-    @contextlib.contextmanager
-    def _op(self) -> Iterator[None]:
-        self._ensure_indexes()
-        with self._errors():
-            yield
-
-    def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
+    def _create_indexes(self) -> None:
+        self._endpoints.create_index([("usuarioId", ASCENDING), *NEWEST_FIRST])
+        self._endpoints.create_index(NEWEST_FIRST)
+        self._endpoints.create_index([("activo", ASCENDING)])
+        self._deliveries.create_index([("estado", ASCENDING), ("siguienteEn", ASCENDING)])
+        self._deliveries.create_index(
+            [
+                ("endpointId", ASCENDING),
+                ("sujeto", ASCENDING),
+                ("estado", ASCENDING),
+                ("seq", ASCENDING),
+            ]
+        )
+        self._deliveries.create_index([("endpointId", ASCENDING), *NEWEST_FIRST])
 
     # -- endpoints -------------------------------------------------------------------------
 
     def create_endpoint(self, endpoint: WebhookEndpoint) -> None:
         try:
             with self._op():
-                self._endpoints.insert_one(_to_doc(endpoint))
+                self._endpoints.insert_one(to_doc(endpoint))
         except StoreError as e:
             if isinstance(e.__cause__, DuplicateKeyError):
                 raise DuplicateId("webhook", endpoint.id) from e
@@ -168,7 +100,7 @@ class MongoWebhookStore:
             total = self._endpoints.count_documents(query)
             docs = list(
                 self._endpoints.find(query)
-                .sort(_NEWEST_FIRST)
+                .sort(NEWEST_FIRST)
                 .skip(page_offset(page, limit))
                 .limit(limit)
             )
@@ -211,10 +143,11 @@ class MongoWebhookStore:
             if doc is None:
                 return False
             ep = _endpoint(doc)
-            if not (
-                ep.active
-                and ep.consecutive_failures >= disable_after_failures
-                and now_ms - (ep.failing_since or now_ms) >= disable_after_ms
+            if not should_disable(
+                ep,
+                now_ms,
+                disable_after_failures=disable_after_failures,
+                disable_after_ms=disable_after_ms,
             ):
                 return False
             disabled = self._endpoints.update_one(
@@ -246,7 +179,7 @@ class MongoWebhookStore:
         with self._op():
             # Unordered upserts that only insert ($setOnInsert): a replayed entry adds nothing.
             for d in deliveries:
-                doc = _to_doc(d)
+                doc = to_doc(d)
                 result = self._deliveries.update_one(
                     {"_id": doc.pop("_id")}, {"$setOnInsert": doc}, upsert=True
                 )
@@ -308,7 +241,7 @@ class MongoWebhookStore:
             if doc is None:
                 return
             d = apply_attempt(_delivery(doc), attempt)
-            self._deliveries.replace_one({"_id": delivery_id}, _to_doc(d))
+            self._deliveries.replace_one({"_id": delivery_id}, to_doc(d))
 
     def get_delivery(self, delivery_id: str) -> Delivery | None:
         with self._op():
@@ -323,7 +256,7 @@ class MongoWebhookStore:
             total = self._deliveries.count_documents(query)
             docs = list(
                 self._deliveries.find(query)
-                .sort(_NEWEST_FIRST)
+                .sort(NEWEST_FIRST)
                 .skip(page_offset(page, limit))
                 .limit(limit)
             )

@@ -9,16 +9,13 @@ document, which is what reads return.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from persistence.errors import DuplicateId, StoreError, StoreUnavailable
+from persistence.errors import DuplicateId, StoreError
+from persistence.sqlite_db import SQLiteDatabase
 from persistence.store import page_offset
 from persistence.webhooks import (
     FAILED,
@@ -28,6 +25,7 @@ from persistence.webhooks import (
     WebhookEndpoint,
     apply_attempt,
     disabled_reason,
+    should_disable,
 )
 
 _SCHEMA = """
@@ -70,8 +68,6 @@ ORDER BY d.next_at
 LIMIT ?
 """
 
-_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o", "disk is full", "readonly")
-
 _endpoint_decoder = msgspec.json.Decoder(WebhookEndpoint)
 _delivery_decoder = msgspec.json.Decoder(Delivery)
 _encoder = msgspec.json.Encoder()
@@ -81,87 +77,15 @@ def _json(value: msgspec.Struct) -> str:
     return _encoder.encode(value).decode()
 
 
-class SQLiteWebhookStore:
-    def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:
-        self.path = Path(path)
-        self._busy_timeout_s = busy_timeout_s
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._write_lock = threading.Lock()
-        self._closed = False
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreUnavailable(f"cannot create {self.path.parent}: {e}") from e
-        with self._write() as conn:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+class SQLiteWebhookStore(SQLiteDatabase):
+    """Connections, transactions and error mapping from :class:`SQLiteDatabase`; this
+    file's own schema, applied without a ``user_version``."""
 
-    # -- plumbing --------------------------------------------------------------------------
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._closed:
-            raise StoreError("the webhook store is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            with self._errors():
-                conn = sqlite3.connect(
-                    self.path,
-                    timeout=self._busy_timeout_s,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-            with self._lock:
-                self._connections.append(conn)
-            self._local.conn = conn
-        return conn
-
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.OperationalError as e:
-            if any(word in str(e).lower() for word in _TRANSIENT):
-                raise StoreUnavailable(f"sqlite: {e}") from e
-            raise StoreError(f"sqlite: {e}") from e
-        except sqlite3.Error as e:
-            raise StoreError(f"sqlite: {e}") from e
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        with self._write_lock, self._errors():
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        with self._errors():
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
-
-    def close(self) -> None:
-        self._closed = True
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+    _schema = _SCHEMA
+    _schema_version = None
+    _closed_message = "the webhook store is closed"
+    _cached_statements = 128  # sqlite3's default
+    _tuning_pragmas = ()
 
     # -- endpoints -------------------------------------------------------------------------
 
@@ -234,11 +158,11 @@ class SQLiteWebhookStore:
             else:
                 ep.consecutive_failures += 1
                 ep.failing_since = ep.failing_since or now_ms
-            disable = (
-                not ok
-                and ep.active
-                and ep.consecutive_failures >= disable_after_failures
-                and now_ms - (ep.failing_since or now_ms) >= disable_after_ms
+            disable = not ok and should_disable(
+                ep,
+                now_ms,
+                disable_after_failures=disable_after_failures,
+                disable_after_ms=disable_after_ms,
             )
             if disable:
                 ep.active = False
@@ -297,40 +221,33 @@ class SQLiteWebhookStore:
             rows = conn.execute(_DUE, (now_ms, limit)).fetchall()
         return [_delivery_decoder.decode(d) for (d,) in rows]
 
-    def claim_delivery(self, delivery_id: str, expected_next_at: int, lease_until: int) -> bool:
-        with self._write() as conn:
-            row = conn.execute(
-                "SELECT doc FROM deliveries WHERE id = ? AND status = ? AND next_at = ?",
-                (delivery_id, PENDING, expected_next_at),
-            ).fetchone()
-            if row is None:
-                return False
-            d = _delivery_decoder.decode(row[0])
-            d.next_at = lease_until
-            conn.execute(
-                "UPDATE deliveries SET next_at = ?, doc = ? WHERE id = ?",
-                (lease_until, _json(d), delivery_id),
-            )
+    @staticmethod
+    def _claim(
+        conn: sqlite3.Connection, delivery_id: str, expected_next_at: int, lease_until: int
+    ) -> bool:
+        """Lease one PENDING delivery still due at ``expected_next_at`` (in ``conn``'s
+        write transaction); False when another worker got there first."""
+        row = conn.execute(
+            "SELECT doc FROM deliveries WHERE id = ? AND status = ? AND next_at = ?",
+            (delivery_id, PENDING, expected_next_at),
+        ).fetchone()
+        if row is None:
+            return False
+        d = _delivery_decoder.decode(row[0])
+        d.next_at = lease_until
+        conn.execute(
+            "UPDATE deliveries SET next_at = ?, doc = ? WHERE id = ?",
+            (lease_until, _json(d), delivery_id),
+        )
         return True
 
-    def claim_deliveries(self, claims: list[tuple[str, int]], lease_until: int) -> list[str]:
-        won: list[str] = []
+    def claim_delivery(self, delivery_id: str, expected_next_at: int, lease_until: int) -> bool:
         with self._write() as conn:
-            for delivery_id, expected in claims:
-                row = conn.execute(
-                    "SELECT doc FROM deliveries WHERE id = ? AND status = ? AND next_at = ?",
-                    (delivery_id, PENDING, expected),
-                ).fetchone()
-                if row is None:
-                    continue
-                d = _delivery_decoder.decode(row[0])
-                d.next_at = lease_until
-                conn.execute(
-                    "UPDATE deliveries SET next_at = ?, doc = ? WHERE id = ?",
-                    (lease_until, _json(d), delivery_id),
-                )
-                won.append(delivery_id)
-        return won
+            return self._claim(conn, delivery_id, expected_next_at, lease_until)
+
+    def claim_deliveries(self, claims: list[tuple[str, int]], lease_until: int) -> list[str]:
+        with self._write() as conn:
+            return [d for d, expected in claims if self._claim(conn, d, expected, lease_until)]
 
     def record_attempt(self, delivery_id: str, attempt: Attempt) -> None:
         with self._write() as conn:

@@ -127,7 +127,9 @@ class QueueWatch:
             if self._said.get(key) != "sold-out":
                 frame = protocol.QueueSoldOutFrame(data=protocol.QueueSoldOut(event_id=event_id))
             self._said[key] = "sold-out"
-        else:
+        elif place.status == "ESPERANDO":
+            # Only a waiting buyer has a position: a used (USADO) or lost (PERDIDO) place
+            # is told nothing, or a page would show it waiting again.
             self._said.pop(key, None)
             now = (place.position, place.ahead, place.eta_s, place.tickets_left)
             if self._sent.get(key) != now:

@@ -5,6 +5,10 @@ The CSV is produced as it is sent: the store is read in keyset pages
 there are. One row per order line; ``total`` is the order's total as the buyer paid it
 (repeated on each line of the order). Cells that a spreadsheet would run as a formula
 (starting with ``= + - @``, tab or CR) are prefixed with ``'`` (OWASP's advice).
+
+Read-your-writes, as the JSON admin list: orders the writer has not stored yet (a confirm
+of a moment ago) come first from the order logs (:mod:`api.services.unpersisted`, bounded
+by the writer's lag), and the store's copies of those orders are skipped.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from collections.abc import AsyncIterator
 
 from api.security import Principal
 from api.services.errors import Forbidden, NotFound
+from api.services.unpersisted import overlay
+from engine.core import Engine
 from engine.models import Order, iso
 from persistence.aio import AsyncStore
 
@@ -60,8 +66,9 @@ def rows(order: Order) -> list[list[str]]:
 
 
 class ExportService:
-    def __init__(self, store: AsyncStore, *, page: int = PAGE) -> None:
+    def __init__(self, store: AsyncStore, engine: Engine, *, page: int = PAGE) -> None:
         self.store = store
+        self.engine = engine
         self.page = page
 
     async def event_orders(self, who: Principal, event_id: str) -> AsyncIterator[bytes]:
@@ -82,11 +89,17 @@ class ExportService:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         writer.writerow(HEADER)
+        event_ids = [event_id] if event_id is not None else await self.engine.event_ids()
+        copies = await overlay(self.engine, self.store, event_ids)
+        for order in sorted(copies.values(), key=lambda o: (o.created_at, o.id), reverse=True):
+            if status is None or order.status == status:
+                writer.writerows(rows(order))
         after: tuple[int, str] | None = None
         while True:
             page = await self.store.orders_after(after, self.page, status=status, event_id=event_id)
             for order in page:
-                writer.writerows(rows(order))
+                if order.id not in copies:
+                    writer.writerows(rows(order))
             yield buffer.getvalue().encode()
             buffer.seek(0)
             buffer.truncate()

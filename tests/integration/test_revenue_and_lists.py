@@ -4,6 +4,8 @@ ever stored there, so what the lists and figures show can only come from Redis).
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import subprocess
 import sys
@@ -171,3 +173,23 @@ def test_dead_letters_show_in_readiness_and_metrics(without_writer: ApiServer) -
             assert re.search(r"^onsale_writer_dead_letters 1\.0$", metrics, re.M), metrics
         finally:
             client.xdel(DEAD_LETTER, entry)
+
+
+def test_a_confirmed_order_is_in_the_csv_export_at_once(server: ApiServer) -> None:
+    """The CSV export reads what the writer has not stored yet, as the JSON list does:
+    without a writer nothing is stored, and the confirmed orders are there all the same,
+    each once."""
+    admin, organizer = server.tokens["ADMIN"], server.tokens["ORGANIZADOR"]
+    buyer = register(server, _email("csv"))[0]
+    event = create_event(server, organizer, [("VIP", 150.0, 10)])
+    orders = [_buy(server, buyer, event, (0, 1)), _buy(server, buyer, event, (0, 2))]
+    for path, token, query in (
+        (f"/api/admin/events/{event['id']}/orders.csv", organizer, {}),
+        ("/api/admin/orders.csv", admin, {"eventoId": event["id"], "estado": "CONFIRMED"}),
+    ):
+        r = httpx.get(f"{server.url}{path}", headers=_auth(token), params=query)
+        assert r.status_code == 200, r.text
+        rows = list(csv.DictReader(io.StringIO(r.text)))
+        assert [row["id"] for row in rows] == [orders[1]["id"], orders[0]["id"]]
+        assert {row["estado"] for row in rows} == {"CONFIRMED"}
+        assert [row["total"] for row in rows] == ["300.00", "150.00"]

@@ -159,7 +159,9 @@ function forThisEvent(d) {
 
 function onPosition(d) {
   if (!forThisEvent(d) || !q.place) return;
-  // A position is only said to a buyer who waits (also after a sold-out queue reopened).
+  // A position is only said to a buyer who waits (also after a sold-out queue reopened);
+  // one that crossed this page's hold with the token is stale, never a step back.
+  if (q.place.estado === "USADO" || q.place.estado === "PERDIDO") return;
   q.place = {
     ...q.place,
     estado: "ESPERANDO",
