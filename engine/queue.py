@@ -204,7 +204,7 @@ class QueueEngine:
             return replace(place, created=code == 0)
         # Queued together: batched, both share one pipelined round trip on one connection,
         # the read running right after the join (the join is queued first: the read's
-        # task only starts once this one waits).
+        # task only starts once this one waits). On a cluster the order is not kept: below.
         read = asyncio.ensure_future(self.places(event_id, [user_id]))
         try:
             raw = await joined
@@ -217,7 +217,11 @@ class QueueEngine:
                 await read
             raise refusal(code, payload)
         place = (await read)[0]
-        if place is None:  # left in between
+        if place is None:
+            # On Redis Cluster the two calls ride separate pipelines and the read can run
+            # first; read again now that the join has committed (None then: left in between).
+            place = (await self.places(event_id, [user_id]))[0]
+        if place is None:
             raise refusal(-42, "")
         return replace(place, created=code == 0)
 
