@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -110,7 +111,7 @@ class SQLiteDatabase:
                 check_same_thread=False,  # only close() touches another thread's connection
                 cached_statements=self._cached_statements,
             )
-            conn.execute("PRAGMA journal_mode = WAL")
+            _use_wal(conn)
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             for pragma in self._tuning_pragmas:
                 conn.execute(pragma)
@@ -197,3 +198,26 @@ class SQLiteDatabase:
         with self._errors():
             row = self._conn().execute(sql, params).fetchone()
         return None if row is None else decoder.decode(row[0])
+
+
+WAL_ATTEMPTS = 100
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (a property of the file, kept across connections).
+
+    Several processes opening a new file at once (``onsale serve --workers N``) race to
+    switch its journal mode, and SQLite answers the losers "database is locked" at once,
+    without waiting on the busy timeout: a worker then failed to start. So the mode is read
+    first (once WAL, nothing to do) and the switch is retried for up to ~5 s."""
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            transient = "locked" in str(e).lower() or "busy" in str(e).lower()
+            if not transient or attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05)

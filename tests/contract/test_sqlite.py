@@ -138,3 +138,46 @@ def test_concurrent_writers_from_threads_and_processes_lose_nothing(db_path: Pat
     assert stores[0].list_orders(1, 1)[1] == 8 * per_thread * batch
     for s in stores:
         s.close()
+
+
+_OPENER = """
+import sys, time
+from pathlib import Path
+from persistence.sqlite import SQLiteStore
+start = float(sys.argv[2])
+while time.time() < start:
+    pass
+store = SQLiteStore(Path(sys.argv[1]))
+store.ping()
+store.close()
+print("ok")
+"""
+
+
+def test_workers_opening_a_new_file_together_all_start(tmp_path: Path) -> None:
+    """``onsale serve --workers N`` on a fresh DATA_DIR: every worker opens the new file at
+    the same moment and switches it to WAL. SQLite told the losers "database is locked" at
+    once (no busy wait), and a worker failed to start (seen in a fresh-clone CI run)."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.integration.conftest import REPO
+
+    for round_ in range(3):
+        path = tmp_path / f"race{round_}" / "onsale.db"
+        start = time.time() + 1.5
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPENER, str(path), str(start)],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0 and out.strip() == "ok", err
+        assert _pragma(path, "journal_mode") == "wal"
