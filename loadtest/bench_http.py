@@ -93,11 +93,24 @@ def wrk(
     script = tmp / "bench.lua"
     auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
     script.write_text(WRK_SCRIPT % (body, auth))
+    return run_wrk(script, url, seconds, connections, server_pid)
+
+
+def run_wrk(
+    script: Path,
+    url: str,
+    seconds: float,
+    connections: int,
+    server_pid: int | None = None,
+    threads: int = 2,
+) -> dict[str, float]:
+    """One wrk run on core 1 with a Lua script that prints the RESULT line; the figures,
+    with the server's CPU per request (``server_pid``) and how busy core 1 was."""
     cmd = [
         *pin_prefix(1),
         "wrk",
         "-t",
-        "2",
+        str(threads),
         "-c",
         str(connections),
         "-d",

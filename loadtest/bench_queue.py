@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -310,44 +309,14 @@ def wrk_tokens(
     tmp: Path,
     server_pid: int,
 ) -> dict[str, float]:
-    from loadtest.bench_http import core_busy_seconds, cpu_seconds
+    from loadtest.bench_http import run_wrk
 
     threads = 2
     script = tmp / "queue_bench.lua"
     script.write_text(
         WRK_TOKENS % {"tokens": tokens_file, "threads": threads, "path": path, "body": body}
     )
-    cmd = [
-        *pin_prefix(1),
-        "wrk",
-        "-t",
-        str(threads),
-        "-c",
-        str(connections),
-        "-d",
-        f"{max(1, round(seconds))}s",
-        "-s",
-        str(script),
-        url,
-    ]
-    cpu_before, core1_before = cpu_seconds(server_pid), core_busy_seconds(1)
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
-    cpu_used = cpu_seconds(server_pid) - cpu_before
-    core1 = core_busy_seconds(1) - core1_before
-    m = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+)", out)
-    if not m:
-        raise SystemExit(f"wrk failed:\n{out}")
-    requests, errors, p50, p99, duration = (int(x) for x in m.groups())
-    return {
-        "requests": requests,
-        "rps": requests / (duration / 1e6),
-        "errors": errors,
-        "p50_ms": p50 / 1000,
-        "p99_ms": p99 / 1000,
-        "cpu_us_per_request": cpu_used * 1e6 / max(1, requests),
-        "server_busy": cpu_used / (duration / 1e6),
-        "core1_busy": core1 / (duration / 1e6),
-    }
+    return run_wrk(script, url, seconds, connections, server_pid, threads)
 
 
 def http_part(args: argparse.Namespace) -> dict[str, Any]:

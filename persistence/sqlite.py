@@ -255,14 +255,7 @@ class SQLiteStore(SQLiteDatabase):
         event_id: str | None = None,
         exclude_ids: Collection[str] | None = None,
     ) -> tuple[list[Order], int]:
-        where: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if event_id is not None:
-            where.append("event_id = ?")
-            params.append(event_id)
+        where, params = _order_filters(status, event_id)
         if exclude_ids:
             where.append(_NOT_IN)
             params.append(_ids_json(exclude_ids))
@@ -324,14 +317,7 @@ class SQLiteStore(SQLiteDatabase):
         status: str | None = None,
         event_id: str | None = None,
     ) -> list[Order]:
-        where: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if event_id is not None:
-            where.append("event_id = ?")
-            params.append(event_id)
+        where, params = _order_filters(status, event_id)
         if after is not None:
             where.append("(created_at, id) < (?, ?)")
             params.extend(after)
@@ -343,3 +329,16 @@ class SQLiteStore(SQLiteDatabase):
                 [*params, limit],
             ).fetchall()
         return [_order_decoder.decode(doc) for (doc,) in rows]
+
+
+def _order_filters(status: str | None, event_id: str | None) -> tuple[list[str], list[Any]]:
+    """The WHERE terms and parameters of the order lists' two filters (state, event)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if event_id is not None:
+        where.append("event_id = ?")
+        params.append(event_id)
+    return where, params
