@@ -50,4 +50,4 @@ class ExportController(Controller):
         estado: Annotated[OrderState | None, Parameter(query="estado")] = None,
         eventoId: Annotated[str | None, Parameter(pattern=f"^{ID_PATTERN}$")] = None,
     ) -> Stream:
-        return _csv(exports.orders(status=estado, event_id=eventoId), "orders.csv")
+        return _csv(await exports.orders(status=estado, event_id=eventoId), "orders.csv")

@@ -79,18 +79,25 @@ class ExportService:
             raise NotFound(f"event {event_id} not found", code="event_not_found")
         if not who.is_admin and event.organizer_id != who.id:
             raise Forbidden("only the event's organizer or an ADMIN", code="not_owner")
-        return self._csv(status=None, event_id=event_id)
+        return await self._csv(status=None, event_id=event_id)
 
-    def orders(self, *, status: str | None, event_id: str | None) -> AsyncIterator[bytes]:
+    async def orders(self, *, status: str | None, event_id: str | None) -> AsyncIterator[bytes]:
         """Every order (ADMIN; the guard is the route's), filtered like the JSON list."""
-        return self._csv(status=status, event_id=event_id)
+        return await self._csv(status=status, event_id=event_id)
 
     async def _csv(self, *, status: str | None, event_id: str | None) -> AsyncIterator[bytes]:
+        """The orders the writer has not stored yet are read before the first byte, so a
+        writer too far behind is a 503 (``store_behind``), not a cut-off file."""
+        event_ids = [event_id] if event_id is not None else await self.engine.event_ids()
+        copies = await overlay(self.engine, self.store, event_ids, complete=True)
+        return self._rows(copies, status=status, event_id=event_id)
+
+    async def _rows(
+        self, copies: dict[str, Order], *, status: str | None, event_id: str | None
+    ) -> AsyncIterator[bytes]:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         writer.writerow(HEADER)
-        event_ids = [event_id] if event_id is not None else await self.engine.event_ids()
-        copies = await overlay(self.engine, self.store, event_ids)
         for order in sorted(copies.values(), key=lambda o: (o.created_at, o.id), reverse=True):
             if status is None or order.status == status:
                 writer.writerows(rows(order))

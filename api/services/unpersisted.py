@@ -17,12 +17,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
+from api.services.errors import Unavailable
 from engine.core import Engine
 from engine.models import Order
 from engine.vocabulary import OrderStatus
 from persistence.aio import AsyncStore
 from persistence.store import CategorySales, OrderStats, money, supersedes, ticket_count
-from persistence.writer import unpersisted_orders
+from persistence.writer import BacklogTooLarge, unpersisted_orders
 
 CONFIRMED = OrderStatus.CONFIRMED.value
 
@@ -32,10 +33,22 @@ def _rank(order: Order) -> tuple[int, str]:
     return order.created_at, order.id
 
 
-async def overlay(engine: Engine, store: AsyncStore, event_ids: Sequence[str]) -> dict[str, Order]:
+async def overlay(
+    engine: Engine, store: AsyncStore, event_ids: Sequence[str], *, complete: bool = False
+) -> dict[str, Order]:
     """{order id: the copy to show} for every order of ``event_ids`` the writer may not
-    have stored yet (usually none: the writer keeps up)."""
-    logged = await unpersisted_orders(engine.redis, event_ids)
+    have stored yet (usually none: the writer keeps up). With ``complete`` (order lists
+    and exports, which must not look whole while missing orders), a writer further
+    behind than an overlay reads is a 503 ``store_behind``; figures take the newest
+    entries instead."""
+    try:
+        logged = await unpersisted_orders(engine.redis, event_ids, strict=complete)
+    except BacklogTooLarge as e:
+        raise Unavailable(
+            f"the order store is {e.behind} orders behind Redis: retry in a few seconds",
+            code="store_behind",
+            retry_after=2,
+        ) from None
     if not logged:
         return {}
     stored = {o.id: o for o in await store.get_orders([o.id for o in logged])}
@@ -59,7 +72,7 @@ async def list_orders(
     with the orders not stored yet in their place. Exact: the store is read as deep as
     the page (``page * limit`` rows, only while some order is not stored yet)."""
     event_ids = [event_id] if event_id is not None else await engine.event_ids()
-    copies = await overlay(engine, store, event_ids)
+    copies = await overlay(engine, store, event_ids, complete=True)
     if not copies:
         return await store.list_orders(page, limit, status=status, event_id=event_id)
     extra = [o for o in copies.values() if status is None or o.status == status]

@@ -51,7 +51,7 @@ import socket
 from redis.asyncio import Redis
 
 from persistence.aio import AsyncStore
-from persistence.writer.backlog import unpersisted_orders
+from persistence.writer.backlog import BacklogTooLarge, unpersisted_orders
 from persistence.writer.consumer import OrderWriter, WriterStopped
 from persistence.writer.dead_letters import Replayed, dead_letter_count, replay_dead_letters
 from persistence.writer.durability import CommitSignal, wait_persisted
@@ -59,6 +59,7 @@ from persistence.writer.lag import BatchReport, WriterLag, WriterStats, measure_
 from persistence.writer.streams import Entry, id_ms, next_id, parse_id
 
 __all__ = [
+    "BacklogTooLarge",
     "BatchReport",
     "CommitSignal",
     "Entry",

@@ -12,6 +12,7 @@ then in both, never in neither.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -23,7 +24,17 @@ from persistence.store import latest_versions
 from persistence.writer.dead_letters import triage
 from persistence.writer.streams import Entry, next_id
 
-DEFAULT_CAP = 10_000  # unacknowledged entries read per log (the newest when there are more)
+DEFAULT_CAP = 10_000  # unacknowledged entries read per log, at most
+
+
+class BacklogTooLarge(Exception):
+    """A log has more unacknowledged entries than a reader may overlay: the store is that
+    far behind, and what it holds plus ``cap`` entries would not be every order. Readers
+    answer "retry shortly" rather than an incomplete list (the writer catches up)."""
+
+    def __init__(self, stream: str, behind: int, cap: int) -> None:
+        super().__init__(f"{stream}: {behind} entries not stored yet (more than {cap})")
+        self.behind = behind
 
 
 async def unpersisted_orders(
@@ -32,25 +43,32 @@ async def unpersisted_orders(
     *,
     group: str = keys.WRITER_GROUP,
     cap: int = DEFAULT_CAP,
+    strict: bool = False,
 ) -> list[Order]:
     """The orders of ``event_ids`` whose latest logged version may not be stored yet:
     one copy per order (the one that supersedes the others), from the unacknowledged
-    entries of each log (at most ``cap`` per log: the pending ones, then the newest
-    undelivered ones). Undecodable entries are skipped (they are the writer's poison).
-    A log with no writer group yet counts as wholly undelivered."""
+    entries of each log. Undecodable entries are skipped (they are the writer's poison).
+    A log with no writer group yet counts as wholly undelivered. At most ``cap`` entries
+    per log are read: the pending ones, then the newest undelivered ones; with
+    ``strict``, a log with more than ``cap`` unacknowledged entries raises
+    :class:`BacklogTooLarge` instead (for lists that must not silently miss orders)."""
     entries: list[Entry] = []
     for event_id in event_ids:
-        entries += await _unacknowledged(redis, keys.order_log(event_id), group, cap)
+        entries += await _unacknowledged(redis, keys.order_log(event_id), group, cap, strict)
     decoded, _ = triage(entries)
     return latest_versions(order for _, order in decoded)
 
 
-async def _unacknowledged(redis: Redis, stream: str, group: str, cap: int) -> list[Entry]:
+async def _unacknowledged(
+    redis: Redis, stream: str, group: str, cap: int, strict: bool
+) -> list[Entry]:
     try:
         groups = await redis.xinfo_groups(stream)
     except ResponseError:  # no such stream
         return []
     info = next((g for g in groups if text(g["name"]) == group), None)
+    if strict:
+        await _check_behind(redis, stream, info, cap)
     out: list[Entry] = []
     if info is not None and int(info["pending"]):
         rows = await redis.xpending_range(stream, group, min="-", max="+", count=cap)
@@ -67,3 +85,25 @@ async def _unacknowledged(redis: Redis, stream: str, group: str, cap: int) -> li
         newest = await redis.xrevrange(stream, max="+", min=start, count=room) or []
         out += [Entry(stream, text(i), fields or {}) for i, fields in reversed(newest)]
     return out
+
+
+async def _check_behind(redis: Redis, stream: str, info: dict[str, Any] | None, cap: int) -> None:
+    """:class:`BacklogTooLarge` when ``stream`` has more than ``cap`` entries the group
+    has not acknowledged (pending + undelivered)."""
+    if info is None:
+        behind = int(await redis.xlen(stream))
+    else:  # "lag" is None when Redis cannot tell (entries deleted): count them instead
+        lag = info.get("lag")
+        undelivered = (
+            int(lag)
+            if lag is not None
+            else len(
+                await redis.xrange(
+                    stream, min=next_id(text(info["last-delivered-id"])), count=cap + 1
+                )
+                or []
+            )
+        )
+        behind = int(info["pending"]) + undelivered
+    if behind > cap:
+        raise BacklogTooLarge(stream, behind, cap)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -169,3 +171,49 @@ def test_many_orders_are_streamed(api: ApiServer) -> None:
     rows = list(csv.DictReader(io.StringIO(body.decode())))
     assert len(rows) == n and len({row["id"] for row in rows}) == n
     assert chunks > 1
+
+
+def test_a_writer_too_far_behind_is_a_503_not_a_cut_off_export(api_factory: Any) -> None:
+    """An export (and the JSON list) lays the orders the writer has not stored yet over
+    the store's rows, reading at most DEFAULT_CAP log entries. With more unstored than
+    that, part of the overlay would silently miss orders: the answer is a 503
+    ``store_behind`` with Retry-After, before any CSV byte."""
+    import redis as redis_sync
+
+    from engine import keys
+    from persistence.writer.backlog import DEFAULT_CAP
+
+    api = api_factory(RUN_WRITER="false")
+    org, _ = register(api, unique_email("behindorg"), role="ORGANIZADOR")
+    buyer, _ = register(api, unique_email("behindbuyer"))
+    event = create_event(api, org, [("General", 10.0, 10)])
+    ticket = {"categoriaId": event["categorias"][0]["id"], "cantidad": 1}
+    hold = httpx.post(
+        f"{api.url}/api/orders",
+        json={"eventoId": event["id"], "tickets": [ticket]},
+        headers=bearer(buyer),
+    )
+    assert hold.status_code == 201, hold.text
+    csv_url = f"{api.url}/api/admin/events/{event['id']}/orders.csv"
+    subprocess.run(
+        [sys.executable, "-m", "api.cli", "seed"], env=api.env, check=True, capture_output=True
+    )
+    login = httpx.post(
+        f"{api.url}/api/auth/login", json={"email": "admin@test.com", "password": "Admin123!"}
+    )
+    admin = bearer(login.json()["token"])
+    list_url = f"{api.url}/api/admin/orders?eventoId={event['id']}"
+    assert len(read_csv(httpx.get(csv_url, headers=bearer(org)))) == 1  # unstored, shown
+
+    client = redis_sync.Redis.from_url(api.redis.url)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for i in range(DEFAULT_CAP):  # a writer's backlog in a sale it cannot keep up with
+            pipe.xadd(keys.order_log(event["id"]), {"junk": str(i)})
+        pipe.execute()
+    finally:
+        client.close()
+    for r in (httpx.get(csv_url, headers=bearer(org)), httpx.get(list_url, headers=admin)):
+        body = expect_problem(r, 503)
+        assert body["code"] == "store_behind", body
+        assert int(r.headers["retry-after"]) >= 1
