@@ -180,7 +180,10 @@ class WebhookDispatcher:
         backoff = 0.05
         while not stop.is_set():
             try:
-                await self._dispatch_due()
+                # With no active endpoint nothing is delivered: only a wake (a test
+                # message, deliveries recorded) makes the store scan, not every poll_s.
+                if not self._ingest.idle or self._wake.is_set():
+                    await self._dispatch_due()
                 backoff = 0.05
             except asyncio.CancelledError:
                 raise

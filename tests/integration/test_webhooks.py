@@ -489,6 +489,45 @@ def test_entries_wait_for_a_dispatcher_started_late(
     assert_ordered_per_order(messages)
 
 
+def test_with_no_endpoint_the_logs_are_passed_by_not_read(
+    api_factory: Callable[..., ApiServer], receiver: Receiver
+) -> None:
+    """While no endpoint is active the dispatcher moves its group past the order logs
+    (nothing acknowledged is owed to anyone) instead of reading and decoding every entry:
+    no XREADGROUP, so its group has no consumer, yet it never holds back trimming. An
+    endpoint registered afterwards gets the changes after its registration."""
+    import redis as redis_sync
+
+    from engine import keys
+
+    api = api_factory(**FAST_RETRIES)
+    w = world(api)
+    for _ in range(20):
+        hold(api, w["buyer"], w["event"])
+    log = keys.order_log(w["event"]["id"])
+    client = redis_sync.Redis.from_url(api.redis.url, decode_responses=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # the writer trims behind the slowest group: ours must not hold it back
+            group = next(
+                (g for g in client.xinfo_groups(log) if g["name"] == keys.WEBHOOK_GROUP), None
+            )
+            if group is not None and not group["pending"] and client.xlen(log) == 0:
+                break
+            assert time.monotonic() < deadline, f"the log was not trimmed: {group}"
+            time.sleep(0.1)
+        assert client.xinfo_consumers(log, keys.WEBHOOK_GROUP) == []  # nothing was read
+    finally:
+        client.close()
+
+    created = hook(api, w["org"], receiver.url, ["order.created"], w["event"]["id"])
+    later = [hold(api, w["buyer"], w["event"])["id"] for _ in range(3)]
+    receiver.wait(lambda r: len(first_by_id(verified(r, created["secreto"]))) >= 3, timeout=30)
+    time.sleep(1.5)  # a pass-by or a late read would deliver the first 20 now
+    got = [m["data"]["id"] for m in first_by_id(verified(receiver, created["secreto"]))]
+    assert sorted(got) == sorted(later)
+
+
 # -- SSRF (production settings) ---------------------------------------------------------------
 
 
