@@ -12,6 +12,11 @@
   on a fresh event, so every join is a new place and every hold a new buyer's; accounts
   are registered first: every request checks that its user exists). Joins/s and holds/s
   per API core, the ratio join / hold per round (median, min, max) and the server's CPU per request.
+  ``--workers N`` runs ``onsale serve --workers N`` instead, on cores 0..N-1 (unpinned when
+  N exceeds the cores; wrk, Redis and the writer stay on core 1, so with N = 2 on two cores
+  they share core 1 with a worker): the server's CPU is summed over its whole process tree
+  and the per-core figure is requests/s divided by the cores the server used (its CPU
+  seconds over the run's seconds).
 
 ``ws``: ``--ws N`` signed-in buyers queued for a 1-ticket event, each on its own WebSocket
   (``join:queue``; loadtest/wsclient/queue_crowd.mjs in one Node process on core 1). Each
@@ -27,9 +32,16 @@
   buyers stop. Reports hold refusals, the time from the opening to the sell-out (the
   queue's ``agotadoEn - abiertaEn``) and to the last confirm, samples that nobody was
   admitted past the stock (loadtest/queue_check.py) and ends with ``onsale audit``.
+  Every socket is a file descriptor in the server and in the crowd process: when the
+  crowd does not fit one process under the open files limit (the hard limit, which
+  nothing here can raise; 20,000 on the container these figures come from), the crowd
+  is split over ``--servers`` N ``onsale serve`` processes (default: as many as needed),
+  all on core 0 beside one another on the same Redis and store, each with its own crowd
+  process (its share of the buyers).
 
     .venv/bin/python -m loadtest.bench_queue --parts engine --ops 20000 --pre 100000
     .venv/bin/python -m loadtest.bench_queue --parts http --rounds 3 --seconds 5
+    .venv/bin/python -m loadtest.bench_queue --parts http --workers 2 --rounds 2 --seconds 5
     .venv/bin/python -m loadtest.bench_queue --parts ws --ws 5000 --ws-samples 8
     .venv/bin/python -m loadtest.bench_queue --parts onsale --crowd 20000 --stock 2000
 
@@ -41,6 +53,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -188,11 +202,65 @@ async def engine_part(args: argparse.Namespace) -> dict[str, Any]:
 # -- the server-level parts ------------------------------------------------------------
 
 
-class Stack:
-    """Redis (core 1), one ``onsale serve`` worker (core 0) and, with ``writer``, the order
-    writer as its own process (core 1), as loadtest/bench_http runs them."""
+def _cores_prefix(workers: int) -> list[str]:
+    """``taskset`` for an ``onsale serve`` of ``workers`` workers: core 0 for one (as
+    loadtest/bench_http), cores 0..N-1 for N, nothing when N exceeds the cores."""
+    if workers <= 1:
+        return pin_prefix(0)
+    if workers <= (os.cpu_count() or 1) and shutil.which("taskset"):
+        return ["taskset", "-c", f"0-{workers - 1}"]
+    return []
 
-    def __init__(self, tmp: Path, writer: bool = True, **env: str) -> None:
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its descendants still alive (``onsale
+    serve --workers N``: the supervisor and its workers)."""
+    from loadtest.bench_http import cpu_seconds
+
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            continue
+        todo += children.get(p, [])
+    return total
+
+
+FD_SPARE = 1000  # descriptors a process needs beside the crowd's sockets (HTTP, Redis, files)
+
+
+def fd_limit() -> int:
+    """The open-file limit every process started here inherits (main() raises the soft
+    limit to the hard one, at most 65,536; nothing here can raise the hard limit)."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def processes_for(crowd: int) -> int:
+    """How many server processes, and crowd processes, ``crowd`` sockets need: a process
+    holds one descriptor per socket, and none may open more than :func:`fd_limit`."""
+    return max(1, -(-crowd // max(1, fd_limit() - FD_SPARE)))
+
+
+class Stack:
+    """Redis (core 1), one ``onsale serve`` worker (core 0; ``workers`` N: cores 0..N-1)
+    and, with ``writer``, the order writer as its own process (core 1), as
+    loadtest/bench_http runs them. ``servers`` > 1: that many ``onsale serve`` processes
+    on the same Redis and store, all on the same core(s) (more sockets than one process
+    may open, not more CPU)."""
+
+    def __init__(
+        self, tmp: Path, writer: bool = True, workers: int = 1, servers: int = 1, **env: str
+    ) -> None:
+        self.workers = workers
         self.redis = RedisServer(tmp / "redis", appendonly=False).start()
         assert self.redis.process is not None
         self.port = free_port()
@@ -204,17 +272,18 @@ class Stack:
             RUN_WRITER="false" if writer else "true",
             **env,
         )
-        self.server = subprocess.Popen(
-            [
-                "bash",
-                "-c",
-                f"ulimit -n 65536; exec {' '.join(pin_prefix(0))} "
-                f"{sys.executable} -m api.cli serve",
-            ],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        ports = [self.port] + [free_port() for _ in range(servers - 1)]
+        serve = [*_cores_prefix(workers), sys.executable, "-m", "api.cli", "serve"]
+        self.servers = [
+            subprocess.Popen(  # the open-file limit is main()'s, inherited
+                [*serve, "--workers", str(workers)],
+                env={**self.env, "PORT": str(port)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for port in ports
+        ]
+        self.server = self.servers[0]
         self.writer = (
             subprocess.Popen(
                 [*pin_prefix(1), sys.executable, "-m", "api.cli", "writer"],
@@ -226,8 +295,10 @@ class Stack:
             else None
         )
         self.pinned = pin_pid(self.redis.process.pid, 1)
-        self.base = f"http://127.0.0.1:{self.port}"
-        wait_ready(self.base)
+        self.bases = [f"http://127.0.0.1:{port}" for port in ports]
+        self.base = self.bases[0]
+        for base in self.bases:
+            wait_ready(base)
         self.org = register(self.base, "org@bench.test", role="ORGANIZADOR")
 
     def event(self, name: str, total: int) -> dict[str, Any]:
@@ -262,7 +333,7 @@ class Stack:
         return out.returncode, (out.stdout + out.stderr).strip()
 
     def stop(self) -> None:
-        for proc in (self.server, self.writer):
+        for proc in (*self.servers, self.writer):
             if proc is not None:
                 proc.terminate()
                 try:
@@ -316,7 +387,14 @@ def wrk_tokens(
     script.write_text(
         WRK_TOKENS % {"tokens": tokens_file, "threads": threads, "path": path, "body": body}
     )
-    return run_wrk(script, url, seconds, connections, server_pid, threads)
+    cpu = tree_cpu_seconds(server_pid)
+    got = run_wrk(script, url, seconds, connections, None, threads)
+    used = tree_cpu_seconds(server_pid) - cpu  # every process of the server
+    run_s = got["requests"] / got["rps"] if got["rps"] else seconds
+    got["cpu_us_per_request"] = used * 1e6 / max(1, got["requests"])
+    got["server_busy"] = used / run_s  # the cores the server used
+    got["rps_per_core"] = got["rps"] / got["server_busy"] if used > 0 else float("nan")
+    return got
 
 
 def http_part(args: argparse.Namespace) -> dict[str, Any]:
@@ -324,7 +402,7 @@ def http_part(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("wrk not found: apt-get install -y wrk")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        stack = Stack(tmp)
+        stack = Stack(tmp, workers=args.workers)
         try:
             tokens_file = tmp / "tokens.txt"
             t = time.perf_counter()
@@ -385,6 +463,8 @@ def http_part(args: argparse.Namespace) -> dict[str, Any]:
     wrapped = [x["requests"] for x in joins + holds if x["requests"] > args.tokens]
     result = {
         "pinned": stack.pinned,
+        "workers": args.workers,
+        "server_cores": " ".join(_cores_prefix(args.workers)) or "unpinned",
         "connections": args.connections,
         "tokens": args.tokens,
         "token_reuse_runs": len(wrapped),
@@ -401,12 +481,18 @@ def http_part(args: argparse.Namespace) -> dict[str, Any]:
         "hold_p99_ms": summary([x["p99_ms"] for x in holds]),
         "join_server_busy": summary([x["server_busy"] for x in joins]),
         "hold_server_busy": summary([x["server_busy"] for x in holds]),
+        "join_rps_per_core": summary([x["rps_per_core"] for x in joins]),
+        "hold_rps_per_core": summary([x["rps_per_core"] for x in holds]),
+        "ratio_per_core": summary(
+            [j["rps_per_core"] / h["rps_per_core"] for j, h in zip(joins, holds, strict=True)]
+        ),
         "core1_busy": summary([x["core1_busy"] for x in joins + holds]),
         "non_2xx": sum(int(x["errors"]) for x in joins + holds),
         "audit_clean": audit_rc == 0,
         "audit": audit,
     }
-    print(f"http: server on core 0; wrk, redis, writer on core 1: {stack.pinned}")
+    where = "core 0" if args.workers == 1 else f"{args.workers} workers ({result['server_cores']})"
+    print(f"http: server on {where}; wrk, redis, writer on core 1: {stack.pinned}")
     _table(result)
     print(f"http: non-2xx {result['non_2xx']}; token reuse runs {len(wrapped)}; {audit}")
     return result
@@ -427,9 +513,17 @@ def register_many(base: str, n: int, tag: str) -> list[str]:
 
 
 class Crowd:
-    """loadtest/wsclient/queue_crowd.mjs in one Node process on core 1."""
+    """loadtest/wsclient/queue_crowd.mjs in one Node process on core 1 (against ``base``,
+    else the stack's first server)."""
 
-    def __init__(self, stack: Stack, event: dict[str, Any], tokens_file: Path, mode: str):
+    def __init__(
+        self,
+        stack: Stack,
+        event: dict[str, Any],
+        tokens_file: Path,
+        mode: str,
+        base: str | None = None,
+    ):
         from loadtest.bench_ws import NodeSubscribers
 
         NodeSubscribers.ensure_installed()
@@ -439,7 +533,7 @@ class Crowd:
                 "node",
                 str(WSCLIENT / "queue_crowd.mjs"),
                 "--base",
-                stack.base,
+                base or stack.base,
                 "--event",
                 event["id"],
                 "--category",
@@ -591,33 +685,76 @@ def _cpu(pid: int) -> float:
     return cpu_seconds(pid)
 
 
+def _merged(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """One crowd line from several crowd processes' (the same ``type``): counts and lists
+    added up, answer counts merged, the seconds and last times the latest, hold latency
+    percentiles over every hold."""
+    if len(lines) == 1:
+        return lines[0]
+    out: dict[str, Any] = dict(lines[0])
+    for line in lines[1:]:
+        for k, v in line.items():
+            mine = out.get(k)
+            known = [x for x in (mine, v) if x is not None]
+            if k in ("s", "ms") or (k.startswith("last") and k.endswith("Ms")):
+                out[k] = max(known) if known else None
+            elif k == "firstAdmittedMs":
+                out[k] = min(known) if known else None
+            elif isinstance(v, bool) or k == "type":
+                continue
+            elif isinstance(v, int | float) and isinstance(mine, int | float):
+                out[k] = mine + v
+            elif isinstance(v, dict) and isinstance(mine, dict):
+                out[k] = {c: mine.get(c, 0) + v.get(c, 0) for c in {*mine, *v}}
+            elif isinstance(v, list) and isinstance(mine, list):
+                out[k] = mine + v
+    if "holdMs" in out:
+        held: list[float] = sorted(out["holdMs"])
+        out["hold_p50_ms"] = percentile(held, 0.5) if held else None
+        out["hold_p99_ms"] = percentile(held, 0.99) if held else None
+    return out
+
+
 def onsale_part(args: argparse.Namespace) -> dict[str, Any]:
     from loadtest.queue_check import QueueSampler, problems_of
 
+    n = args.servers or processes_for(args.crowd)
+    if n > 1:
+        print(
+            f"onsale: {args.crowd:,} sockets do not fit one process (open files limit "
+            f"{fd_limit():,}, hard limit {resource.getrlimit(resource.RLIMIT_NOFILE)[1]:,}): "
+            f"{n} onsale serve processes on core 0, one crowd process against each"
+        )
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        stack = Stack(tmp, ORDER_RESERVATION_TIMEOUT_MINUTES=str(args.hold_minutes))
+        stack = Stack(tmp, servers=n, ORDER_RESERVATION_TIMEOUT_MINUTES=str(args.hold_minutes))
         try:
             t = time.perf_counter()
             tokens = register_many(stack.base, args.crowd, "c")
             print(f"onsale: {args.crowd:,} buyers registered in {time.perf_counter() - t:.1f} s")
-            tokens_file = tmp / "crowd_tokens.txt"
-            tokens_file.write_text("\n".join(tokens) + "\n")
+            files = [tmp / f"crowd_tokens_{part}.txt" for part in range(n)]
+            for part, tokens_file in enumerate(files):
+                tokens_file.write_text("\n".join(tokens[part::n]) + "\n")
             event = stack.event("On sale", args.stock)
             settings = {"preColaMinutos": 120, "entradasPorAdmision": 1, "latidoSegundos": 60}
             stack.queue(event["id"], 3600, **settings)
             sampler = QueueSampler(stack.redis.url).start()
-            crowd = Crowd(stack, event, tokens_file, "buy")
-            joined = crowd.until("joined")
-            ready = crowd.until("ready")
+            crowds = [
+                Crowd(stack, event, f, "buy", base=stack.bases[part])
+                for part, f in enumerate(files)
+            ]
+            joined = _merged([c.until("joined") for c in crowds])
+            ready = _merged([c.until("ready") for c in crowds])
             print(f"onsale: joined {joined}, sockets {ready}")
             stack.queue(event["id"], 2, **settings)
             opened = time.time()
+            until = time.monotonic() + args.onsale_timeout
             try:
-                done = crowd.until("done", args.onsale_timeout)
+                for c in crowds:
+                    done = c.until("done", max(0.1, until - time.monotonic()))
             except TimeoutError:
                 done = {"timeout": True}
-            result = crowd.stop()
+            result = _merged([c.stop() for c in crowds])
             with httpx.Client(base_url=stack.base, timeout=60) as http:
                 org = {"Authorization": f"Bearer {stack.org}"}
                 sales = http.get(f"/api/admin/events/{event['id']}/sales", headers=org).json()
@@ -639,6 +776,8 @@ def onsale_part(args: argparse.Namespace) -> dict[str, Any]:
     out = {
         "crowd": args.crowd,
         "stock": args.stock,
+        "server_processes": n,
+        "open_files_limit": fd_limit(),
         "joined": joined["ok"],
         "join_failures": joined["failed"],
         "join_s": joined["s"],
@@ -704,6 +843,7 @@ if __name__ == "__main__":
     p.add_argument("--seconds", type=float, default=5.0, help="http: seconds per run")
     p.add_argument("--connections", type=int, default=64, help="http: wrk connections")
     p.add_argument("--tokens", type=int, default=32_000, help="http: buyers (one JWT each)")
+    p.add_argument("--workers", type=int, default=1, help="http: onsale serve --workers N")
     p.add_argument("--ws", type=int, default=1000, help="ws: queued buyers on sockets")
     p.add_argument("--ws-samples", type=int, default=6, help="ws: admissions sampled")
     p.add_argument("--ws-gap", type=float, default=1.3, help="ws: s between hold and cancel")
@@ -712,4 +852,11 @@ if __name__ == "__main__":
     p.add_argument("--confirm", type=float, default=0.8, help="onsale: share that confirms")
     p.add_argument("--hold-minutes", default="0.1", help="onsale: hold timeout (0.1 = 6 s)")
     p.add_argument("--onsale-timeout", type=float, default=300, help="onsale: bound, s")
+    p.add_argument(
+        "--servers",
+        type=int,
+        default=0,
+        help="onsale: onsale serve processes (0: as many as the crowd's sockets need "
+        "under the open files limit, one crowd process each)",
+    )
     asyncio.run(main(p.parse_args()))
