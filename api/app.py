@@ -23,6 +23,7 @@ from api.controllers.queue import QueueController
 from api.controllers.waitlist import WaitlistController
 from api.controllers.webhooks import WebhookController
 from api.errors import EXCEPTION_HANDLERS
+from api.hot_hold import with_hot_hold
 from api.http_metrics import request_metrics
 from api.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_of
 from api.openapi import plugins as openapi_plugins
@@ -194,6 +195,8 @@ def with_security_headers(asgi: Any) -> Any:
 
 def app_from_env() -> Any:
     """uvicorn factory entry point (``api.app:app_from_env``): the Litestar app, with
-    Socket.IO (python-socketio's ASGI app) in front of it at ``/socket.io/``."""
+    Socket.IO (python-socketio's ASGI app) in front of it at ``/socket.io/``, and the lean
+    hold (api/hot_hold.py, ``HOT_HOLD``) in front of both."""
     settings = get_settings()
-    return with_security_headers(mount_socketio(create_app(settings), settings))
+    app = create_app(settings)
+    return with_security_headers(with_hot_hold(mount_socketio(app, settings), app, settings))

@@ -19,7 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="serve the API and WebSocket (uvicorn)")
-    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="uvicorn worker processes (default: WEB_CONCURRENCY, else one per usable core)",
+    )
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--seed", action="store_true", help="create the demo data first (once)")

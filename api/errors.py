@@ -98,6 +98,20 @@ SERVICE_STATUS: dict[type[svc.ServiceError], int] = {
 }
 
 
+def problem_body(path: str, status: int, detail: str, **extra: Any) -> dict[str, Any]:
+    """The problem+json document of an error of the request to ``path``."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "instance": path,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    body.setdefault("code", CODES.get(status, "error"))  # every problem has one
+    return body
+
+
 def problem(
     request: Request[Any, Any, Any],
     status: int,
@@ -106,15 +120,7 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response[dict[str, Any]]:
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": TITLES.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-        "instance": request.url.path,
-    }
-    body.update({k: v for k, v in extra.items() if v is not None})
-    body.setdefault("code", CODES.get(status, "error"))  # every problem has one
+    body = problem_body(request.url.path, status, detail, **extra)
     return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -155,7 +161,12 @@ _UNAUTHORIZED = {
 }
 
 
-def handle_service(request: Request[Any, Any, Any], exc: svc.ServiceError) -> Response[Any]:
+def service_problem(
+    path: str, exc: svc.ServiceError
+) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+    """A service's refusal of a request to ``path``: (status, problem body, headers).
+    :func:`handle_service` answers it through Litestar; the hold answers it pre-encoded
+    (api/controllers/orders.py ``hold_response``, for both the route and api/hot_hold.py)."""
     status = next((SERVICE_STATUS[t] for t in type(exc).__mro__ if t in SERVICE_STATUS), 409)
     extra: dict[str, Any] = {"code": exc.code, **exc.extra}
     if isinstance(exc, svc.Invalid) and exc.fields:
@@ -167,7 +178,12 @@ def handle_service(request: Request[Any, Any, Any], exc: svc.ServiceError) -> Re
     if isinstance(exc, svc.Unavailable):
         headers = {"Retry-After": str(exc.retry_after)}
     detail = exc.message if status < 500 else TITLES.get(status, "Error")
-    return problem(request, status, detail, headers=headers, **extra)
+    return status, problem_body(path, status, detail, **extra), headers
+
+
+def handle_service(request: Request[Any, Any, Any], exc: svc.ServiceError) -> Response[Any]:
+    status, body, headers = service_problem(request.url.path, exc)
+    return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def handle_engine(request: Request[Any, Any, Any], exc: eng.EngineError) -> Response[Any]:

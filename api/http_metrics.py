@@ -65,6 +65,20 @@ def _finished(method: str, path: str, status: int) -> tuple[Any, Any, Any]:
     return children
 
 
+def in_progress(method: str, template: str) -> Any:
+    """The in-progress gauge's child of a route (``inc`` / ``dec`` around a request)."""
+    return _progress(method, template)
+
+
+def finished(method: str, template: str, status: int, duration: float) -> None:
+    """Count one answered request of a route: total, duration and, for 5xx, errors."""
+    count, histogram, errors = _finished(method, template, status)
+    if errors is not None:
+        errors.inc()
+    count.inc()
+    histogram.observe(duration)
+
+
 def request_metrics(app: Any) -> Any:
     """Litestar middleware (``middleware=[request_metrics]``)."""
 
@@ -94,10 +108,6 @@ def request_metrics(app: Any) -> Any:
             await app(scope, receive, counting_send)
         finally:
             progress.dec()
-            count, histogram, errors = _finished(method, template, status)
-            if errors is not None:
-                errors.inc()
-            count.inc()
-            histogram.observe(duration)
+            finished(method, template, status, duration)
 
     return middleware

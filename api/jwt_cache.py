@@ -47,6 +47,20 @@ async def user_exists(store: Any, user_id: str) -> bool:
     return bool(exists)
 
 
+def cached_result(secret: str, token: str) -> AuthenticationResult | None:
+    """The result of a token this process verified before and that has not expired, when
+    its user was also found in the store within ``USER_CHECK_TTL_S``: what the middleware
+    below would accept without pyjwt or the store. None when either needs a check (the
+    lean hold, api/hot_hold.py, then leaves the request to the middleware)."""
+    hit = _cache.get((secret, token))
+    if hit is None or hit[0] <= time.time():
+        return None
+    until = _users.get(hit[1].user.id)
+    if until is None or until <= time.monotonic():
+        return None
+    return hit[1]
+
+
 class CachingJWTAuthenticationMiddleware(JWTAuthenticationMiddleware):
     @cached_property
     def _auth_header_name(self) -> bytes:

@@ -1,4 +1,6 @@
-"""The one use of Litestar internals: handing a request its already-parsed JSON body.
+"""The one place that uses Litestar internals: handing a request its already-parsed JSON
+body, and the two functions api/hot_hold.py shares with Litestar's router and exception
+middleware (``is_valid_host``, ``get_exception_handler``).
 
 ``api.validation.strict_body`` decodes a body strictly before the handler runs; so that
 Litestar does not decode it a second time, the value is stored where ``Request.json()``
@@ -12,6 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request
+from litestar._asgi.utils import is_valid_host
+from litestar.middleware._internal.exceptions.middleware import get_exception_handler
+
+# api/hot_hold.py, the lean hold in front of Litestar, answers as Litestar would: it checks
+# the Host header as Litestar's router does (else Litestar's 400), and picks the handler of
+# an exception from the route's handlers as Litestar's exception middleware does.
+__all__ = ["get_exception_handler", "is_valid_host", "set_parsed_json"]
 
 
 def set_parsed_json(request: Request[Any, Any, Any], value: Any) -> None:

@@ -71,6 +71,16 @@ WS_CLIENTS = Gauge("onsale_ws_clients", "WebSocket clients connected", multiproc
 WS_QUEUED = Gauge(
     "onsale_ws_queued_frames", "Frames waiting in WebSocket outboxes", multiprocess_mode="livesum"
 )
+SOCKETIO_FORWARDED = Counter(
+    "onsale_socketio_forwarded",
+    "Socket.IO requests for another worker's Engine.IO session (--workers N), by transport "
+    "(polling: a GET or POST; websocket: an upgrade) and result (forwarded to the owner; "
+    "owner_gone: no such worker, answered as an unknown session)",
+    ["transport", "result"],
+)
+for _transport in ("polling", "websocket"):
+    for _result in ("forwarded", "owner_gone"):
+        SOCKETIO_FORWARDED.labels(_transport, _result)
 
 EXPIRY_COUNTS: dict[str, Any] = {
     "released_by_listener": RELEASED.labels("listener"),

@@ -35,6 +35,7 @@ class Settings:
     app_env: str = "development"
     host: str = "127.0.0.1"
     port: int = 3000
+    workers: int = 1  # WEB_CONCURRENCY: `onsale serve` workers (load_settings: every core)
     ws_port: int | None = None
     redis_url: str | None = None
     redis_cluster: bool = False
@@ -63,6 +64,7 @@ class Settings:
     writer_linger_ms: int = 20
     run_expiry: bool = True
     stock_gate: bool = True  # STOCK_GATE: sold-out refusals from the feed, no Redis
+    hot_hold: bool = True  # HOT_HOLD: the lean ASGI hold in front of Litestar (api/hot_hold.py)
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 64 * 1024
     bcrypt_rounds: int = 12
@@ -170,6 +172,14 @@ def _memory(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. under ``taskset`` or a
+    container's cpuset), else every core: ``onsale serve``'s default worker count."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def _optional_port(env: Mapping[str, str], name: str) -> int | None:
     return _int(env, name, 0, 1, 65535) if env.get(name, "").strip() else None
 
@@ -215,6 +225,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         app_env=app_env,
         host=env.get("HOST", "").strip() or ("0.0.0.0" if app_env == "production" else "127.0.0.1"),
         port=_int(env, "PORT", 3000, 1, 65535),
+        workers=_int(env, "WEB_CONCURRENCY", usable_cores(), 1, 1024),
         ws_port=ws_port,
         redis_url=redis_url,
         redis_cluster=_bool(env, "REDIS_CLUSTER", False),
@@ -248,6 +259,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         writer_linger_ms=_int(env, "WRITER_LINGER_MS", 20, 0, 1000),
         run_expiry=_bool(env, "RUN_EXPIRY", True),
         stock_gate=_bool(env, "STOCK_GATE", True),
+        hot_hold=_bool(env, "HOT_HOLD", True),
         cors_origins=cors,
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
         bcrypt_rounds=_int(env, "BCRYPT_ROUNDS", 12, 4, 16)

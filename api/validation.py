@@ -250,7 +250,8 @@ def body_errors(raw: bytes, type_: Any) -> list[dict[str, str]]:
 
 
 @cache
-def _decoder(type_: Any) -> msgspec.json.Decoder[Any]:
+def strict_decoder(type_: Any) -> msgspec.json.Decoder[Any]:
+    """The strict decoder of a body type, one per type (also api/hot_hold.py's)."""
     return msgspec.json.Decoder(type_)
 
 
@@ -266,7 +267,7 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
         return
     raw = await request.body()
     try:
-        value = _decoder(body_type).decode(raw)
+        value = strict_decoder(body_type).decode(raw)
     except msgspec.ValidationError as e:
         errors = body_errors(raw, body_type)
         if not errors:  # not reached: the walk finds what msgspec found, at the least

@@ -132,6 +132,7 @@ def server_env(redis_url: str, data_dir: Path, port: int, **overrides: str) -> d
         "BCRYPT_ROUNDS": "4",
         "LOG_LEVEL": "warning",
         "JWT_SECRET": BENCH_SECRET,
+        "WEB_CONCURRENCY": "1",  # one worker, as the figures say, unless --workers
         **overrides,
     }
     env.pop("ONSALE_EMBEDDED_REDIS_URL", None)

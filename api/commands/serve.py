@@ -44,6 +44,7 @@ def _metrics_dir(settings: Settings, workers: int) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_or_exit()
+    args.workers = _workers(settings, args.workers)
     _metrics_dir(settings, args.workers)
     if args.seed:
         refuse_seed_in_production(settings, "serve --seed")
@@ -97,6 +98,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workers(settings: Settings, flag: int | None) -> int:
+    """``--workers``, else WEB_CONCURRENCY, else one per usable core (api.settings). Put
+    back into WEB_CONCURRENCY for every worker: each worker's settings then say how many
+    share the port (api/realtime/affinity.py forwards Socket.IO sessions between them)."""
+    import os
+
+    workers = settings.workers if flag is None else flag
+    if workers < 1:
+        print(f"onsale: --workers {workers}: expected 1 or more", file=sys.stderr)
+        raise SystemExit(2)
+    os.environ["WEB_CONCURRENCY"] = str(workers)
+    return workers
+
+
 def _banner(settings: Settings, host: str, port: int, redis_url: str, args: Any) -> None:
     """Where everything is, once, before uvicorn starts: the page, the OpenAPI document,
     the demo accounts (with --seed), the data directory, Redis and the store."""
@@ -112,7 +127,8 @@ def _banner(settings: Settings, host: str, port: int, redis_url: str, args: Any)
         else f"embedded SQLite, {settings.data_dir / 'onsale.db'}"
     )
     lines = [
-        f"onsale {settings.app_env}: serving on {base} (listening on {host}:{port})",
+        f"onsale {settings.app_env}: serving on {base} (listening on {host}:{port}, "
+        f"{args.workers} worker{'s' if args.workers != 1 else ''})",
         f"  page      {base}/",
         f"  OpenAPI   {base}/schema  (browse: {base}/schema/scalar, {base}/schema/swagger)",
         f"  data      {settings.data_dir.resolve()}  (DATA_DIR)",

@@ -2,10 +2,13 @@
 api.services.orders).
 
 The hold is the hot path: the service is reached by item access (``api.deps.orders``),
-not ``Provide``, and the answer is pre-encoded (``EncodedJSON``)."""
+not ``Provide``, and the answer is pre-encoded (``EncodedJSON``). The hold and its answer
+are :func:`hold_response`, which api/hot_hold.py (the lean ASGI handler in front of
+Litestar) calls too."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post, put
@@ -14,26 +17,51 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from api.deps import LimitParam, PageParam, caller, orders
-from api.errors import PROBLEM, handle_service
+from api.errors import PROBLEM, service_problem
 from api.present import EncodedJSON, order_out, order_page
 from api.schemas import ConfirmIn, OrderId, OrderIn, OrderOut, OrderPage
+from api.security import Principal
 from api.services.errors import ServiceError
-from api.services.orders import IDEMPOTENCY_KEY
+from api.services.orders import IDEMPOTENCY_KEY, OrderService
 
 _REPLAYED = ((b"idempotent-replayed", b"true"),)
 _PROBLEM = PROBLEM.encode()
 
 
-def _refusal(request: Request[Any, Any, Any], e: ServiceError) -> EncodedJSON:
+def hold_refusal(path: str, e: ServiceError) -> EncodedJSON:
     """A service's refusal of a hold as api/errors.py words it (the same status, headers
     and body), sent pre-encoded: Litestar's exception path (the handler look-up, a
     ``Response`` and its header objects) cost more than a refusal from the stock gate."""
-    response = handle_service(request, e)
+    status, body, extra = service_problem(path, e)
     headers = tuple(
         (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in response.headers.items()
+        for name, value in (extra or {}).items()
     )
-    return EncodedJSON(response.content, response.status_code or 409, headers, _PROBLEM)
+    return EncodedJSON(body, status, headers, _PROBLEM)
+
+
+async def hold_response(
+    service: OrderService,
+    who: Principal,
+    data: OrderIn,
+    idempotency_key: str | None,
+    admission_token: str | None,
+    path: Callable[[], str],
+) -> EncodedJSON:
+    """The hold and its answer: 201 with the order (``Idempotent-Replayed: true`` for a
+    replay), or the service's refusal. The one implementation of both the Litestar route
+    (:meth:`OrderController.create_order`) and the lean ASGI handler in front of it
+    (api/hot_hold.py); ``path`` gives the problem's ``instance`` (asked only on refusal).
+    Anything else raised (the engine's refusals, Redis down) is the caller's to answer
+    through api/errors.py."""
+    tickets = [(t.categoriaId, t.cantidad) for t in data.tickets]
+    try:
+        result = await service.hold(who, data.eventoId, tickets, idempotency_key, admission_token)
+    except ServiceError as e:  # sold out, most of all once an on-sale sells out
+        return hold_refusal(path(), e)
+    return EncodedJSON(
+        order_out(result.order), HTTP_201_CREATED, () if result.created else _REPLAYED
+    )
 
 
 class OrderController(Controller):
@@ -78,15 +106,13 @@ class OrderController(Controller):
             ),
         ] = None,
     ) -> EncodedJSON:
-        tickets = [(t.categoriaId, t.cantidad) for t in data.tickets]
-        try:
-            result = await orders(request).hold(
-                caller(request), data.eventoId, tickets, idempotency_key, admission_token
-            )
-        except ServiceError as e:  # sold out, most of all once an on-sale sells out
-            return _refusal(request, e)
-        return EncodedJSON(
-            order_out(result.order), HTTP_201_CREATED, () if result.created else _REPLAYED
+        return await hold_response(
+            orders(request),
+            caller(request),
+            data,
+            idempotency_key,
+            admission_token,
+            lambda: request.url.path,
         )
 
     @get("/my-orders")

@@ -17,6 +17,12 @@ public API offers, for four reasons:
   closed connection is ended (Engine.IO keeps it until ping_interval + ping_timeout).
 * **The client address.** python-engineio's ASGI environ fixes ``REMOTE_ADDR`` to
   127.0.0.1; the per-address socket cap reads the ASGI scope it keeps (``asgi.scope``).
+* **Session affinity across workers** (:mod:`api.realtime.affinity`). Every Engine.IO
+  session id a worker makes starts with that worker's tag: Socket.IO's server builds its
+  Engine.IO server from ``AsyncServer._engineio_server_class()``, whose ``generate_id``
+  is overridden in a subclass (:func:`tagged_server`). A request for the session of a
+  worker that is gone is answered as Engine.IO answers an unknown session
+  (:func:`unknown_session`).
 
 Written against python-socketio 5.18.1 / python-engineio 4.15.1 (pyproject bounds them to
 the 5.x / 4.x lines). tests/unit/test_engineio_seam.py pins every attribute and behaviour
@@ -25,6 +31,7 @@ used here, so an upgrade that moves one fails there, by name, before any client 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -96,6 +103,15 @@ def end_pending_poll(conn: Transport) -> None:
         conn.queue.put_nowait(None)
 
 
+def forget_closed(sio: socketio.AsyncServer, eio_sid: str) -> None:
+    """Drop a closed session from ``AsyncServer.sockets``: Engine.IO keeps one closed by a
+    client's POST until the next GET, which then parks on it (a poll that nothing ends
+    until ping_interval + ping_timeout). Forgotten, that GET is an unknown session (400)."""
+    conn = sio.eio.sockets.get(eio_sid)
+    if conn is not None and conn.closed:
+        sio.eio.sockets.pop(eio_sid, None)
+
+
 def event_packet(namespace: str, args: list[Any]) -> Any:
     """The Engine.IO MESSAGE carrying the Socket.IO EVENT ``args`` (name, then arguments).
     Engine.IO caches a packet's encoding, so one packet sent to many costs one encode."""
@@ -110,3 +126,31 @@ def client_address(environ: dict[str, Any]) -> str | None:
     scope = environ.get("asgi.scope") or {}
     client = scope.get("client")
     return str(client[0]) if client else environ.get("REMOTE_ADDR")
+
+
+def tagged_server(sid_prefix: str, **options: Any) -> socketio.AsyncServer:
+    """python-socketio's ``AsyncServer(**options)`` whose Engine.IO session ids (and so its
+    Socket.IO ones, made by the same ``generate_id``) all start with ``sid_prefix``; with
+    ``""`` the library's own server, untouched."""
+    if not sid_prefix:
+        return socketio.AsyncServer(**options)
+
+    class Tagged(socketio.AsyncServer):  # type: ignore[misc]
+        def _engineio_server_class(self) -> Any:
+            engineio_server: Any = super()._engineio_server_class()
+
+            class TaggedEngineIO(engineio_server):  # type: ignore[misc]
+                def generate_id(self) -> str:
+                    return sid_prefix + str(super().generate_id())
+
+            return TaggedEngineIO
+
+    return Tagged(**options)
+
+
+def unknown_session(sid: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Engine.IO's answer to a poll or POST for a session it does not know (status,
+    headers, body): 400, a JSON string, which makes Socket.IO clients reconnect. Over a
+    WebSocket the same refusal is a close before the accept."""
+    body = json.dumps(f"Invalid session {sid}", separators=(",", ":")).encode()
+    return 400, [(b"content-type", b"text/plain")], body

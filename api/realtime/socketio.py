@@ -16,6 +16,9 @@ second argument; a client that resumes reads it as ``(data, id) => ...`` and pas
 last one as ``join:event {eventId, since}``. Replies the hub makes (``joined``, ``left``,
 ``authenticated``, ``error``) have no id and arrive with one argument.
 
+With ``--workers N`` (N > 1) a session's requests reach the worker that owns it whichever
+worker they land on (:mod:`api.realtime.affinity`), so long-polling works unchanged.
+
 Backpressure: a connection's outbox is drained by one task that hands Engine.IO a batch
 and waits until Engine.IO's queue for that connection is empty again (its WebSocket writer
 took the batch, or a long-poll collected it) before taking the next. A slow reader's
@@ -40,6 +43,7 @@ import socketio
 from litestar import Litestar
 
 from api.realtime import engineio_seam as seam
+from api.realtime.affinity import Affinity
 from api.realtime.client import Client
 from api.realtime.hub import Hub
 from api.realtime.protocol import ClientError, Refusal, decode_frame, message_from
@@ -84,7 +88,10 @@ class SocketIOGateway:
     def __init__(self, hub: Callable[[], Hub | None], settings: Settings) -> None:
         self._hub = hub
         self.sessions: dict[str, _Session] = {}
-        self.sio = socketio.AsyncServer(
+        # --workers N: each session id names its worker, which the others forward to.
+        self.affinity = Affinity(settings.data_dir) if settings.workers > 1 else None
+        self.sio = seam.tagged_server(
+            self.affinity.sid_prefix if self.affinity is not None else "",
             async_mode="asgi",
             # None is Engine.IO's same-origin check; CORS_ORIGINS lists others.
             cors_allowed_origins=list(settings.cors_origins) or None,
@@ -112,6 +119,8 @@ class SocketIOGateway:
         checks static files for every request before handing it on, a cost every API
         request paid."""
         engineio = socketio.ASGIApp(self.sio, other_asgi_app=other, socketio_path=SOCKETIO_PATH)
+        if self.affinity is not None:
+            engineio, other = self.affinity.wrap(engineio, other)
         prefix = f"/{SOCKETIO_PATH}/"
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -184,12 +193,15 @@ class SocketIOGateway:
     async def _on_transport_close(self, eio_sid: str, reason: Any) -> None:
         """Engine.IO closed a connection: Socket.IO's own handling, then end a long-poll
         GET still parked on it (Engine.IO keeps one after a client-sent close until
-        ping_interval + ping_timeout, with its uvicorn task and a slow graceful shutdown)."""
+        ping_interval + ping_timeout, with its uvicorn task and a slow graceful shutdown),
+        and forget the session, so that a GET the client sent meanwhile (a forwarded one
+        arrives later still) is a 400 rather than a new poll parked on a closed session."""
         transport = seam.transport(self.sio, eio_sid)
         await self._socketio_on_close(eio_sid, reason)
         if transport is not None:
             # After close() returns, so a CLOSE packet it queues goes out first.
             asyncio.get_running_loop().call_soon(seam.end_pending_poll, transport)
+            asyncio.get_running_loop().call_soon(seam.forget_closed, self.sio, eio_sid)
 
     async def _drain(self, sid: str, session: _Session) -> None:
         outbox = session.client.outbox

@@ -101,6 +101,7 @@ def _serve_embedded(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, dict[
         "BCRYPT_ROUNDS": "4",
         "RATE_LIMIT_PER_MINUTE": "0",
         "LOG_LEVEL": "warning",
+        "WEB_CONCURRENCY": "1",  # one process owning the embedded Redis, as before
     }
     for name in ("REDIS_URL", "ONSALE_EMBEDDED_REDIS_URL", "EMBEDDED_REDIS_PORT"):
         env.pop(name, None)

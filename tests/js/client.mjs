@@ -2,8 +2,9 @@
 //
 //   node tests/js/client.mjs <api url> <scenario> '<json options>'
 //
-// options: { transport: "websocket" | "polling", token, userId, eventId, categoriaId,
-//            quantities: [n, ...] }
+// options: { transport: "websocket" | "polling" | "default", token, userId, eventId,
+//            categoriaId, quantities: [n, ...], clients: n }
+// ("default": the client's own transports, long-polling first, then the WebSocket upgrade)
 // Prints one JSON line: {"ok": true, ...what the scenario saw} or {"ok": false, "error"}.
 // Exit status 0 only when the scenario saw what it waited for; every wait is bounded.
 import { io } from "socket.io-client";
@@ -14,10 +15,11 @@ const WAIT_MS = 10_000;
 
 function connect(withToken) {
   const socket = io(url, {
-    transports: [options.transport],
+    ...(options.transport === "default" ? {} : { transports: [options.transport] }),
     auth: withToken ? { token: options.token } : {},
     reconnection: false,
     timeout: WAIT_MS,
+    forceNew: true, // one Engine.IO session per socket, even to the same URL
   });
   return new Promise((resolve, reject) => {
     socket.on("connect", () => resolve(socket));
@@ -57,6 +59,19 @@ function hold(cantidad) {
   return api("POST", "/api/orders", {
     eventoId: options.eventId,
     tickets: [{ categoriaId: options.categoriaId, cantidad }],
+  });
+}
+
+// Resolves once the socket's Engine.IO connection runs over the WebSocket transport.
+function upgraded(socket) {
+  const engine = socket.io.engine;
+  if (engine.transport.name === "websocket") return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no upgrade within ${WAIT_MS} ms`)), WAIT_MS);
+    engine.once("upgrade", () => {
+      clearTimeout(timer);
+      resolve();
+    });
   });
 }
 
@@ -112,6 +127,41 @@ const scenarios = {
       transactionId: `js-${options.transport}-${Date.now()}`,
     });
     return { joined: ack, orderId: order.id, reserved: first, confirmed: (await confirmed).data };
+  },
+
+  // `clients` more sockets at once (besides this one), each joining the event; with the
+  // default transports each waits for its WebSocket upgrade first. Then one HTTP hold:
+  // every socket hears ticket:stock-update. Reports every socket's Engine.IO session id
+  // and final transport (with --workers N the ids show which worker owns each session).
+  async many(socket) {
+    const others = await Promise.all(
+      Array.from({ length: options.clients ?? 8 }, () => connect(Boolean(options.token))),
+    );
+    const sockets = [socket, ...others];
+    try {
+      if (options.transport === "default") await Promise.all(sockets.map(upgraded));
+      const befores = await Promise.all(
+        sockets.map(async (s) => {
+          const snapshot = next(s, "ticket:stock-update", (d) => d.categoriaId === options.categoriaId);
+          await joinEvent(s);
+          return (await snapshot).data.nuevoStock;
+        }),
+      );
+      const before = befores[0];
+      const updates = sockets.map((s) =>
+        next(s, "ticket:stock-update", (d) => d.categoriaId === options.categoriaId && d.nuevoStock < before),
+      );
+      await hold(options.quantities?.[0] ?? 1);
+      const seen = await Promise.all(updates);
+      return {
+        befores,
+        updates: seen.map((u) => u.data.nuevoStock),
+        sids: sockets.map((s) => s.io.engine.id),
+        transports: sockets.map((s) => s.io.engine.transport.name),
+      };
+    } finally {
+      for (const s of others) s.disconnect();
+    }
   },
 
   // join:user for somebody else: an error event, and no room.

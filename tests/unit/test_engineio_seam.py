@@ -6,6 +6,7 @@ a stalled or leaking Socket.IO connection in production."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from importlib.metadata import version
 
@@ -127,3 +128,80 @@ def test_the_asgi_environ_keeps_the_scope_whose_client_is_the_real_address() -> 
     environ = asyncio.run(translate_request(scope, receive, send))
     assert environ["REMOTE_ADDR"] == "127.0.0.1"  # python-engineio's fixed value
     assert seam.client_address(environ) == "203.0.113.7"
+
+
+async def asgi_get(app: object, query: bytes, method: str = "GET") -> list[dict[str, object]]:
+    """One HTTP request through an ASGI app; the messages it sent."""
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": "/socket.io/",
+        "query_string": query,
+        "headers": [],
+        "client": ("203.0.113.7", 51000),
+    }
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)  # type: ignore[operator]
+    return sent
+
+
+async def test_a_tagged_server_makes_every_session_id_start_with_its_tag() -> None:
+    import json
+
+    import engineio
+
+    plain = seam.tagged_server("", async_mode="asgi")
+    assert type(plain) is socketio.AsyncServer and type(plain.eio) is engineio.AsyncServer
+    sio = seam.tagged_server("1a2b-00ff.", async_mode="asgi")
+    assert isinstance(sio, socketio.AsyncServer) and isinstance(sio.eio, engineio.AsyncServer)
+    assert sio.eio.generate_id().startswith("1a2b-00ff.")
+    # The handshake's sid is generate_id's (python-socketio builds its Engine.IO server
+    # with _engineio_server_class()).
+    sent = await asgi_get(socketio.ASGIApp(sio), b"EIO=4&transport=polling")
+    assert sent[0]["status"] == 200
+    body = sent[1]["body"]
+    assert isinstance(body, bytes) and body.startswith(b"0")
+    handshake = json.loads(body[1:])
+    assert handshake["sid"].startswith("1a2b-00ff.")
+    assert handshake["sid"] in sio.eio.sockets
+
+
+async def test_unknown_session_is_engineios_own_answer() -> None:
+    sio = server()
+    app = socketio.ASGIApp(sio)
+    sid = "dead-0000.AAAAAAAAAAAAAAAAAAAA"
+    status, headers, body = seam.unknown_session(sid)
+    for method in ("GET", "POST"):
+        sent = await asgi_get(app, f"EIO=4&transport=polling&sid={sid}".encode(), method)
+        assert sent[0]["status"] == status == 400
+        theirs = {k.lower(): v for k, v in sent[0]["headers"]}  # type: ignore[attr-defined]
+        assert theirs[b"content-type"] == dict(headers)[b"content-type"] == b"text/plain"
+        assert sent[1]["body"] == body == b'"Invalid session dead-0000.AAAAAAAAAAAAAAAAAAAA"'
+
+
+async def test_forget_closed_drops_a_closed_session_only() -> None:
+    sio = server()
+    conn = await connection(sio)
+    seam.forget_closed(sio, "e1")  # open: kept
+    assert sio.eio.sockets["e1"] is conn
+    conn.closed = True
+    seam.forget_closed(sio, "e1")
+    assert "e1" not in sio.eio.sockets
+    seam.forget_closed(sio, "e1")  # gone already: a no-op
+    # Why: a closed session's queue releases one parked poll (end_pending_poll's None);
+    # the next poll would wait ping_interval + ping_timeout.
+    conn.queue.put_nowait(None)
+    assert await asyncio.wait_for(conn.poll(), 1) == []
+    second = asyncio.create_task(conn.poll())
+    done, _ = await asyncio.wait([second], timeout=0.2)
+    assert not done, "a second poll on a closed session returned"
+    second.cancel()
+    with contextlib.suppress(BaseException):
+        await second

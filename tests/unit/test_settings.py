@@ -41,6 +41,14 @@ def test_defaults() -> None:
     assert s.jwt_secret == ""  # development: jwt_secret() keeps one under DATA_DIR
 
 
+def test_workers_default_to_the_usable_cores_unless_web_concurrency_says() -> None:
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert load_settings({}).workers == cores
+    assert load_settings({"WEB_CONCURRENCY": "3"}).workers == 3
+
+
 def test_decimal_reservation_minutes() -> None:
     assert load_settings({"ORDER_RESERVATION_TIMEOUT_MINUTES": "0.05"}).hold_ttl_ms == 3000
 
@@ -57,6 +65,8 @@ def test_durations(raw: str, seconds: int) -> None:
     [
         ({"PORT": "abc"}, "PORT"),
         ({"PORT": "70000"}, "PORT"),
+        ({"WEB_CONCURRENCY": "many"}, "WEB_CONCURRENCY"),
+        ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
         ({"APP_ENV": "staging"}, "APP_ENV"),
         ({"REDIS_URL": "http://x"}, "REDIS_URL"),
         ({"MONGODB_URI": "postgres://x"}, "MONGODB_URI"),
