@@ -10,13 +10,15 @@ unchanged, to the app behind it:
   a valid ``Host`` header;
 * ``Authorization: Bearer <token>`` that the JWT middleware's cache already accepts, with
   its user seen in the store within ``USER_CHECK_TTL_S`` (api/jwt_cache.py
-  ``cached_result``): no pyjwt and no store round trip here, ever;
+  ``cached_result``); a token this process has not seen yet is verified by an instance of
+  the same middleware (pyjwt, the user check batched with the others of the moment), and
+  any refusal of it is left to Litestar (its 401 is Litestar's own);
 * a JSON content type, a body within ``MAX_BODY_BYTES`` that decodes into ``OrderIn``
   with the strict decoder ``strict_body`` uses (api/validation.py);
 * ``Idempotency-Key`` and ``Admission-Token`` each absent or sent once, not empty, the
   token within the route's 128 characters.
 
-Anything else (no token, a token not cached yet, another content type, a body that is not
+Anything else (no token, a token refused, another content type, a body that is not
 JSON, has unknown or wrongly typed fields or is too large) goes to Litestar with the body
 already read replayed through a new ``receive``, so its answer is Litestar's own, byte for
 byte. A request of the happy shape is answered by the route's own implementation
@@ -37,11 +39,14 @@ a server with it and one without, and compares status, headers and body.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import msgspec
 from litestar import Litestar
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
 from prometheus_client import Counter
 
 from api.controllers.orders import hold_response
@@ -51,6 +56,8 @@ from api.litestar_seam import get_exception_handler, is_valid_host
 from api.schemas import OrderIn
 from api.settings import Settings
 from api.validation import strict_decoder
+
+log = logging.getLogger(__name__)
 
 HOLD_PATH = "/api/orders"
 _PATHS = frozenset({HOLD_PATH, HOLD_PATH + "/"})
@@ -91,6 +98,7 @@ class HotHold:
         self.exception_handlers = handler.resolve_exception_handlers()
         self.type_encoders = handler.resolve_type_encoders()
         self.progress = in_progress("POST", template)
+        self._auth: Any = None  # the JWT middleware, built once the resources exist
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in _PATHS:
@@ -104,16 +112,19 @@ class HotHold:
         found = None if scope.get("root_path") else self._shape(scope)
         if found is not None:
             data = _order_in(await self._body(receive, received))
-            if data is not None:
+            auth = found[0]
+            if data is not None and isinstance(auth, str):  # not cached: verify it here
+                auth = await self._verify(scope, auth)
+            if data is not None and auth is not None:
                 _SERVED.inc()
-                await self._serve(scope, receive, send, start, data, *found)
+                await self._serve(scope, receive, send, start, data, auth, *found[1:])
                 return
         _HANDED.inc()
         await self.inner(scope, _replay(received, receive) if received else receive, send)
 
     def _shape(self, scope: Any) -> tuple[Any, str | None, str | None] | None:
-        """The cached auth result and the two optional headers of a request of the happy
-        shape (its body aside), else None."""
+        """The cached auth result (or the token, when it is not cached) and the two
+        optional headers of a request of the happy shape (its body aside), else None."""
         auth = content_type = host = length = idempotency = admission = None
         repeated = False
         for name, value in scope["headers"]:
@@ -149,14 +160,29 @@ class HotHold:
         if resources is None:
             return None
         token = auth[len(_BEARER) :].decode("latin-1")
-        result = cached_result(resources.jwt_auth.token_secret, token)
-        if result is None:
-            return None
+        result = cached_result(resources.jwt_auth.token_secret, token, resources.store)
         return (
-            result,
+            result if result is not None else token,
             idempotency.decode("latin-1") if idempotency is not None else None,
             admission.decode("latin-1") if admission is not None else None,
         )
+
+    async def _verify(self, scope: Any, token: str) -> Any:
+        """A token this process has not verified yet, as the JWT middleware verifies it
+        (the same class and options, so the same cache, expiry and user check); None when
+        it refuses (Litestar then answers)."""
+        scope["app"] = scope["litestar_app"] = self.app  # the user check reads the app's store
+        try:
+            auth = self._auth
+            if auth is None:
+                jwt = self.app.state["onsale"].jwt_auth.middleware
+                auth = self._auth = jwt.middleware(*jwt.args, app=None, **jwt.kwargs)
+            return await auth.authenticate_token(token, ASGIConnection(scope))
+        except NotAuthorizedException:
+            return None
+        except Exception:  # a failure (the store down): Litestar answers it as the route does
+            log.warning("hot hold: verifying a token failed; Litestar answers", exc_info=True)
+            return None
 
     async def _body(self, receive: Any, received: list[Any]) -> bytes | None:
         """The whole body within the size limit, else None; every message received is

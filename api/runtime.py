@@ -59,7 +59,10 @@ def ensure_redis(settings: Settings) -> tuple[str, RedisServer | None]:
         os.environ[EMBEDDED_URL_ENV] = running
         return running, None
     server = RedisServer(
-        data_dir=data_dir, port=_embedded_port(), maxmemory=settings.redis_maxmemory
+        data_dir=data_dir,
+        port=_embedded_port(),
+        maxmemory=settings.redis_maxmemory,
+        compact_aof=True,
     )
     server.start()
     url_file.write_text(server.url)

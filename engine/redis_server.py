@@ -20,6 +20,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 MIN_VERSION = (6, 2)
 
@@ -105,9 +106,13 @@ class RedisServer:
     appendonly: bool = True
     appendfsync: str = "everysec"
     maxmemory: str = ""  # e.g. "1gb"; "" or "0" for no limit
+    # The embedded server's: Redis's own AOF rewrite trigger off, engine/aof.py's on
+    # (rewrites between sales, not in the middle of one).
+    compact_aof: bool = False
     extra_args: list[str] = field(default_factory=list)
     binary: str = ""
     process: subprocess.Popen[bytes] | None = None
+    compactor: Any = None  # engine.aof.AofCompactor while running
 
     @property
     def url(self) -> str:
@@ -157,6 +162,7 @@ class RedisServer:
             "no",
             "--logfile",
             str(self.data_dir / f"redis-{self.port}.log"),
+            *(["--auto-aof-rewrite-percentage", "0"] if self.compact_aof else []),
             *self.extra_args,
         ]
         self.process = subprocess.Popen(
@@ -168,6 +174,10 @@ class RedisServer:
         )
         atexit.register(self.stop)
         self._wait_ready(timeout)
+        if self.compact_aof and self.appendonly:
+            from engine.aof import AofCompactor
+
+            self.compactor = AofCompactor(self.url).start()
         return self
 
     def _wait_ready(self, timeout: float) -> None:
@@ -196,6 +206,9 @@ class RedisServer:
             self.process.wait()
 
     def stop(self) -> None:
+        if self.compactor is not None:
+            self.compactor.stop()
+            self.compactor = None
         proc = self.process
         if proc is None:
             return

@@ -42,6 +42,9 @@ class AsyncStore(PooledAdapter[Store]):
     async def get_user(self, user_id: str) -> User | None:
         return await self._run(self.store.get_user, user_id)
 
+    async def existing_user_ids(self, user_ids: Collection[str]) -> set[str]:
+        return await self._run(self.store.existing_user_ids, user_ids)
+
     async def get_user_by_email(self, email: str) -> User | None:
         return await self._run(self.store.get_user_by_email, email)
 

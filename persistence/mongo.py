@@ -129,6 +129,13 @@ class MongoStore(MongoDatabase):
             doc = self._users.find_one({"_id": user_id})
         return None if doc is None else from_doc(doc, User)
 
+    def existing_user_ids(self, user_ids: Collection[str]) -> set[str]:
+        if not user_ids:
+            return set()
+        with self._op():
+            docs = self._users.find({"_id": {"$in": list(user_ids)}}, {"_id": 1})
+            return {str(doc["_id"]) for doc in docs}
+
     def get_user_by_email(self, email: str) -> User | None:
         with self._op():
             doc = self._users.find_one({EMAIL_KEY: fold(email)})

@@ -121,6 +121,16 @@ class SQLiteStore(SQLiteDatabase):
     def get_user(self, user_id: str) -> User | None:
         return self._one("SELECT doc FROM users WHERE id = ?", (user_id,), _user_decoder)
 
+    def existing_user_ids(self, user_ids: Collection[str]) -> set[str]:
+        if not user_ids:
+            return set()
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT id FROM users WHERE id IN (SELECT value FROM json_each(?))",
+                (_ids_json(user_ids),),
+            ).fetchall()
+        return {user_id for (user_id,) in rows}
+
     def get_user_by_email(self, email: str) -> User | None:
         return self._one("SELECT doc FROM users WHERE email_key = ?", (fold(email),), _user_decoder)
 

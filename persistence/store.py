@@ -100,6 +100,9 @@ class Store(Protocol):
 
     def get_user(self, user_id: str) -> User | None: ...
 
+    def existing_user_ids(self, user_ids: Collection[str]) -> set[str]:
+        """Which of ``user_ids`` are users (one query: the auth cache's batched check)."""
+
     def get_user_by_email(self, email: str) -> User | None:
         """Case-insensitive lookup."""
 

@@ -54,6 +54,16 @@ def test_duplicate_user_id_is_refused(store: Store) -> None:
     assert store.get_user_by_email("b@example.com") is None
 
 
+def test_existing_user_ids(store: Store) -> None:
+    ana, bea = f.user("ana@example.com"), f.user("bea@example.com")
+    store.create_user(ana)
+    store.create_user(bea)
+    assert store.existing_user_ids([ana.id, "nobody", bea.id]) == {ana.id, bea.id}
+    assert store.existing_user_ids([]) == set()
+    store.delete_user(ana.id)
+    assert store.existing_user_ids([ana.id, bea.id]) == {bea.id}
+
+
 def test_delete_user_frees_the_email(store: Store) -> None:
     ana = f.user("ana@example.com")
     store.create_user(ana)

@@ -21,10 +21,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from engine.redis_server import RedisServer
+from persistence.sqlite import SQLiteStore
 from tests.integration.conftest import (
+    TEST_SECRET,
     ApiServer,
     bearer,
     create_event,
@@ -104,10 +107,11 @@ def _pair(
     *,
     served: bool,
     other: dict[str, Any] | None = None,
+    warm: bool = True,
 ) -> tuple[httpx.Response, httpx.Response]:
     """The same request (``other`` for ``plain`` when the case needs its own state) to
     both servers; equal answers, and ``fast`` answered it itself iff ``served``."""
-    if served:  # the user was checked within USER_CHECK_TTL_S, however slow the machine
+    if served and warm:  # the user was checked within USER_CHECK_TTL_S, however slow
         _warm(fast, request["headers"]["Authorization"].removeprefix("Bearer "))
     before = _served(fast)
     a = _send(fast, request)
@@ -224,12 +228,34 @@ def test_an_idempotent_replay_is_the_same(
     assert again[1].json()["id"] == first[1].json()["id"]
 
 
-def test_a_token_the_process_has_not_seen_goes_to_litestar_and_holds(
+def test_a_token_the_process_has_not_seen_is_verified_and_holds(
     servers: tuple[ApiServer, ApiServer], org: str, event: dict[str, Any]
 ) -> None:
-    token = register(servers[0], unique_email("new"))[0]  # issued, never used for a call
-    _pair(*servers, _post(token, _order(event)), served=False)
+    """Verified by the JWT middleware's own class (pyjwt, the user check), then served:
+    the first hold of each buyer on each worker at the start of a sale."""
+    _, user = register(servers[0], unique_email("new"))
+    now = int(time.time())
+    claims = {"sub": user["id"], "iat": now, "exp": now + 600, "extras": {"role": "COMPRADOR"}}
+    # Minted here, so no process has verified (or issued) this exact string before.
+    token = jwt.encode(claims, TEST_SECRET, algorithm="HS256")
+    _pair(*servers, _post(token, _order(event)), served=True, warm=False)
     _pair(*servers, _post(token, _order(event)), served=True)  # now cached
+
+
+def test_a_token_not_seen_whose_user_is_gone_is_litestars_401(
+    servers: tuple[ApiServer, ApiServer], org: str, event: dict[str, Any]
+) -> None:
+    _, user = register(servers[0], unique_email("gone"))
+    now = int(time.time())
+    claims = {"sub": user["id"], "iat": now, "exp": now + 600, "extras": {"role": "COMPRADOR"}}
+    token = jwt.encode(claims, TEST_SECRET, algorithm="HS256")  # never seen by a process
+    store = SQLiteStore(servers[0].data_dir / "onsale.db")
+    try:
+        assert store.delete_user(user["id"])
+    finally:
+        store.close()
+    a, _ = _pair(*servers, _post(token, _order(event)), served=False)
+    assert a.status_code == 401
 
 
 # -- refusals --------------------------------------------------------------------------
