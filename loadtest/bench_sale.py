@@ -44,7 +44,8 @@ from typing import Any
 import httpx
 
 from engine.redis_server import free_port
-from loadtest.common import machine, write_result
+from loadtest.bench_flash import register_buyers
+from loadtest.common import create_bulk_event, machine, register, write_result
 
 SALE_SCRIPT = r"""
 local threads = {}
@@ -121,53 +122,6 @@ def serve(tmp: Path, port: int, workers: int | None) -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-
-
-async def sign_up(base: str, count: int, tag: str) -> list[str]:
-    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-        limit = asyncio.Semaphore(16)
-
-        async def one(i: int) -> str:
-            body = {"nombre": f"b{i}", "email": f"b{i}-{tag}@sale.test", "password": "Secret123"}
-            async with limit:
-                r = await client.post("/api/auth/register", json=body)
-            r.raise_for_status()
-            token: str = r.json()["token"]
-            return token
-
-        return list(await asyncio.gather(*(one(i) for i in range(count))))
-
-
-def organizer(base: str, tag: str) -> str:
-    body = {
-        "nombre": "Org",
-        "email": f"org-{tag}@sale.test",
-        "password": "Secret123",
-        "role": "ORGANIZADOR",
-    }
-    r = httpx.post(f"{base}/api/auth/register", json=body, timeout=30)
-    r.raise_for_status()
-    token: str = r.json()["token"]
-    return token
-
-
-def new_event(base: str, org: str, tickets: int) -> dict[str, Any]:
-    r = httpx.post(
-        f"{base}/api/events",
-        headers={"Authorization": f"Bearer {org}"},
-        json={
-            "nombre": f"Sale {uuid.uuid4().hex[:6]}",
-            "fecha": "2030-01-01T00:00:00Z",
-            "ubicacion": "Lab",
-            "capacidadTotal": tickets,
-            "precioBase": 10,
-            "categorias": [{"nombre": "General", "precio": 10, "cantidadTotal": tickets}],
-        },
-        timeout=30,
-    )
-    r.raise_for_status()
-    event: dict[str, Any] = r.json()
-    return event
 
 
 def wrk_cmd(script: Path, base: str, connections: int, seconds: int, *args: str) -> list[str]:
@@ -328,12 +282,12 @@ def main() -> int:
                     raise SystemExit("onsale serve did not become ready")
                 time.sleep(0.1)
             tag = uuid.uuid4().hex[:6]
-            org = organizer(base, tag)
-            tokens = asyncio.run(sign_up(base, args.buyers, tag))
+            org = register(base, f"org-{tag}@sale.test", role="ORGANIZADOR")
+            tokens = asyncio.run(register_buyers(port, args.buyers, tag, connections=16))
             tokens_file = tmp / "tokens.txt"
             tokens_file.write_text("\n".join(tokens) + "\n")
             for tickets in args.tickets:
-                event = new_event(base, org, tickets)
+                event = create_bulk_event(base, org, f"Sale {tag}", total=tickets)
                 body = (
                     f'{{"eventoId":"{event["id"]}","tickets":[{{"categoriaId":'
                     f'"{event["categorias"][0]["id"]}","cantidad":1}}]}}'

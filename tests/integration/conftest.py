@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -221,3 +222,21 @@ def make_world(
         "e1": create_event(api, org, first),
         "e2": create_event(api, org, second),
     }
+
+
+def node_with(directory: Path, package: str, who: str) -> str:
+    """The ``node`` binary, with ``directory``'s npm packages installed (``npm ci`` from its
+    lock when ``package`` is missing); the test is skipped when node or npm is not."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip(f"node and npm are not installed: {who} needs them")
+    if not (directory / "node_modules" / package).is_dir():
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
+    return node

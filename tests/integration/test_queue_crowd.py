@@ -29,7 +29,6 @@ import hmac
 import json
 import queue
 import resource
-import shutil
 import subprocess
 import sys
 import threading
@@ -60,6 +59,7 @@ from tests.integration.conftest import (
     ApiServer,
     bearer,
     create_event,
+    node_with,
     start_api,
 )
 
@@ -76,19 +76,7 @@ WSCLIENT = REPO / "loadtest" / "wsclient"
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("node and npm are not installed: the queued crowd (queue_crowd.mjs) needs them")
-    if not (WSCLIENT / "node_modules" / "ws").is_dir():
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=WSCLIENT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
-    return node
+    return node_with(WSCLIENT, "ws", "the queued crowd (queue_crowd.mjs)")
 
 
 @dataclass

@@ -8,7 +8,6 @@ the websocket-only and the polling-only transport. The client is pinned by
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import ApiServer, create_event, register
+from tests.integration.conftest import ApiServer, create_event, node_with, register
 
 REPO = Path(__file__).resolve().parents[2]
 JS_DIR = REPO / "tests" / "js"
@@ -25,19 +24,7 @@ TRANSPORTS = ["websocket", "polling"]
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("node and npm are not installed: the socket.io-client tests need them")
-    if not (JS_DIR / "node_modules" / "socket.io-client").is_dir():
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=JS_DIR,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
-    return node
+    return node_with(JS_DIR, "socket.io-client", "the socket.io-client tests")
 
 
 def run_js(node: str, api: ApiServer, scenario: str, **options: Any) -> dict[str, Any]:
