@@ -202,6 +202,22 @@ class Engine(HoldLifecycleMixin, WaitlistMixin, InventoryMixin, RetentionMixin, 
             return await self._remember_key(record, fingerprint, result)
         return result
 
+    async def key_in_use(self, event_id: str, user_id: str, idempotency_key: str) -> bool:
+        """Whether a hold with ``idempotency_key`` could be a replay: the user's record of
+        the key (any event) or an order of this event under it. Both reads share one round
+        trip. A keyed hold refused as sold out without the hold script (the stock gate)
+        asks first, so that a replay is answered by :meth:`hold`, never refused."""
+        self._check_id(event_id)
+        reads = [
+            ("recall_idempotency", [keys.user_idempotency(user_id, idempotency_key)], []),
+            ("idempotency_held", [keys.idempotency(event_id)], [f"{user_id}:{idempotency_key}"]),
+        ]
+        if self.config.batching:
+            found = await asyncio.gather(*(self.scripts.batched(n, k, a) for n, k, a in reads))
+        else:
+            found = [await self.scripts.call(n, k, a) for n, k, a in reads]
+        return bool(found[0]) or bool(found[1])
+
     async def _recall_key(self, record: str, fingerprint: str, user_id: str) -> HoldResult | None:
         """The first order of a recorded Idempotency-Key used with the same request; None
         when the key is not recorded."""

@@ -89,10 +89,16 @@ class OrderService:
         if gate is not None:
             # A sold-out category refused from this process's stock, no Redis
             # (api/services/stock_gate.py); anything else is the script's decision.
-            if idempotency_key is None and admission_token is None:
+            if admission_token is None:
                 tickets = list(tickets)
                 short = gate.check(event_id, tickets)
-                if short is not None:
+                # A keyed hold (the page sends a key with every hold) may be a replay of
+                # an order made before the sell-out: one read of the key's two records
+                # says whether only the engine may answer it.
+                if short is not None and (
+                    idempotency_key is None
+                    or not await self.engine.key_in_use(event_id, who.id, idempotency_key)
+                ):
                     raise sold_out(short.category_id, short.name, short.available)
             else:
                 gate.watch(event_id)

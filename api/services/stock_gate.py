@@ -19,8 +19,10 @@ when it is sure it knows enough:
   ``open``, has not started, has no admission queue and no per-buyer cap, the order is
   within the per-order limit, and every category asked for is known;
 * one Redis, not a cluster (the read below is one MULTI);
-* the request has no ``Idempotency-Key`` (a replay returns the earlier order, which only
-  Redis knows) and no ``Admission-Token``.
+* the request has no ``Admission-Token``, and its ``Idempotency-Key`` if any was never
+  used: a replay returns the earlier order, which only Redis knows, so a keyed hold the
+  gate would refuse first reads the key's two records in one round trip
+  (``Engine.key_in_use``) and goes to the script when either exists.
 
 Any feed entry other than stock and order updates (the event changed, a queue opened, a
 waitlist offer), and a stock of 0 published without an order change (a category deleted),

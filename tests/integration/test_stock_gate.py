@@ -14,6 +14,7 @@ from api.services.errors import Conflict
 from api.services.orders import OrderService
 from api.services.stock_gate import StockGate
 from engine.core import Engine
+from engine.errors import IdempotencyKeyReused
 from engine.models import CategorySpec
 
 BUYER = Principal(id="u1", role="COMPRADOR")
@@ -101,10 +102,33 @@ async def test_what_the_gate_does_not_know_goes_to_the_script(world: Any) -> Non
     await _refusal(service)
     await _until(lambda: gate.check("ge", [("c", 1)]) is not None)
     calls = counting.holds
-    # An idempotency key (a replay returns the earlier order), an unknown category, a
-    # closed event: the script answers.
-    with pytest.raises(Exception):  # noqa: B017 (sold out, by the script)
-        await service.hold(BUYER, "ge", [("c", 1)], idempotency_key="k-1")
+    # An unknown category, a closed event: the script answers.
     with pytest.raises(Exception):  # noqa: B017 (category not found, by the script)
         await service.hold(BUYER, "ge", [("nope", 1)])
-    assert counting.holds == calls + 2
+    assert counting.holds == calls + 1
+
+
+async def test_a_keyed_hold_is_refused_by_the_gate_unless_it_may_be_a_replay(
+    world: Any,
+) -> None:
+    """The page sends an Idempotency-Key with every hold. After the sell-out a key never
+    used is refused from the gate (one read of the key's records, no hold script); a key
+    that made an order before the sell-out is the engine's to answer: the replay."""
+    service, counting, gate = world
+    first = await service.hold(BUYER, "ge", [("c", 1)], idempotency_key="k-early")
+    await service.hold(BUYER, "ge", [("c", 1)])
+    by_script = await _refusal(service)
+    await _until(lambda: gate.check("ge", [("c", 1)]) is not None)
+    calls, refused = counting.holds, gate.refused
+    for i in range(10):
+        with pytest.raises(Conflict) as keyed:
+            await service.hold(BUYER, "ge", [("c", 1)], idempotency_key=f"k-new-{i}")
+        assert (keyed.value.code, keyed.value.extra) == (by_script.code, by_script.extra)
+    assert counting.holds == calls, "a keyed sold-out refusal called the hold script"
+    assert gate.refused == refused + 10
+    replay = await service.hold(BUYER, "ge", [("c", 1)], idempotency_key="k-early")
+    assert not replay.created and replay.order.id == first.order.id
+    assert counting.holds == calls + 1
+    # The same key with another request is still the engine's answer (reused), not sold out.
+    with pytest.raises(IdempotencyKeyReused):
+        await service.hold(BUYER, "ge", [("c", 2)], idempotency_key="k-early")
