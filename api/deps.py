@@ -12,7 +12,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from api.security import Principal, principal_of
 from api.services.admin import AdminService
@@ -21,8 +21,8 @@ from api.services.events import EventService
 from api.services.orders import OrderService
 from api.state import Resources
 
-PageParam = Parameter(query="page", ge=1, le=100_000, default=1)
-LimitParam = Parameter(query="limit", ge=1, le=100, default=20)
+PageParam = QueryParameter(name="page", ge=1, le=100_000, default=1)
+LimitParam = QueryParameter(name="limit", ge=1, le=100, default=20)
 
 
 def resources(request: Request[Any, Any, Any]) -> Resources:

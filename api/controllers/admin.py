@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, get
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 
 from api.deps import SERVICES, LimitParam, PageParam
 from api.present import order_page, sales_out, stats_out
@@ -27,7 +27,7 @@ class AdminController(Controller):
         admin: AdminService,
         page: Annotated[int, PageParam],
         limit: Annotated[int, LimitParam],
-        estado: Annotated[OrderState | None, Parameter(query="estado")] = None,
+        estado: Annotated[OrderState | None, QueryParameter(name="estado")] = None,
         eventoId: Annotated[str | None, Parameter(pattern=f"^{ID_PATTERN}$")] = None,
     ) -> OrderPage:
         found, total = await admin.orders(page, limit, status=estado, event_id=eventoId)

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated
 
 from litestar import Controller, delete, get, post, put
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from api.deps import SERVICES, LimitParam, PageParam
@@ -47,9 +47,9 @@ class EventController(Controller):
         events: EventService,
         page: Annotated[int, PageParam],
         limit: Annotated[int, LimitParam],
-        fecha: Annotated[date | None, Parameter(query="fecha")] = None,
-        ubicacion: Annotated[str | None, Parameter(query="ubicacion", max_length=200)] = None,
-        disponible: Annotated[bool | None, Parameter(query="disponible")] = None,
+        fecha: Annotated[date | None, QueryParameter(name="fecha")] = None,
+        ubicacion: Annotated[str | None, QueryParameter(name="ubicacion", max_length=200)] = None,
+        disponible: Annotated[bool | None, QueryParameter(name="disponible")] = None,
     ) -> EventPage:
         found, total = await events.search(
             page, limit, day=fecha, location=ubicacion, on_sale=disponible
@@ -76,7 +76,7 @@ class EventController(Controller):
         events: EventService,
         who: Principal,
         event_id: Id,
-        force: Annotated[bool, Parameter(query="force")] = False,
+        force: Annotated[bool, QueryParameter(name="force")] = False,
     ) -> None:
         await events.delete(who, event_id, force=force)
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from litestar.response import Stream
 
 from api.deps import SERVICES, resources
@@ -47,7 +47,7 @@ class ExportController(Controller):
     async def orders(
         self,
         exports: ExportService,
-        estado: Annotated[OrderState | None, Parameter(query="estado")] = None,
+        estado: Annotated[OrderState | None, QueryParameter(name="estado")] = None,
         eventoId: Annotated[str | None, Parameter(pattern=f"^{ID_PATTERN}$")] = None,
     ) -> Stream:
         return _csv(await exports.orders(status=estado, event_id=eventoId), "orders.csv")

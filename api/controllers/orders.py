@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from api.deps import LimitParam, PageParam, caller, orders
@@ -86,8 +86,8 @@ class OrderController(Controller):
         data: OrderIn,
         idempotency_key: Annotated[
             str | None,
-            Parameter(
-                header="Idempotency-Key",
+            HeaderParameter(
+                name="Idempotency-Key",
                 required=False,
                 description="Makes a retried hold safe: a second request with the same key "
                 "answers the first one's order (`Idempotent-Replayed: true`), holding nothing.",
@@ -97,8 +97,8 @@ class OrderController(Controller):
         ] = None,
         admission_token: Annotated[
             str | None,
-            Parameter(
-                header="Admission-Token",
+            HeaderParameter(
+                name="Admission-Token",
                 required=False,
                 max_length=128,
                 description="While the event has an admission queue: the token its queue "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from api.deps import caller, resources
@@ -43,7 +43,7 @@ class WaitlistController(Controller):
         request: Request[Any, Any, Any],
         event_id: Id,
         categoria_id: Annotated[
-            str, Parameter(query="categoriaId", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+            str, QueryParameter(name="categoriaId", pattern=r"^[A-Za-z0-9_-]{1,64}$")
         ],
     ) -> None:
         await _waitlist(request).leave(caller(request), event_id, categoria_id)

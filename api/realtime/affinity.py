@@ -201,6 +201,8 @@ class Affinity:
             return
         server.close()
         self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the last worker out removes the directory
+            self.directory.rmdir()
         for writer in self._served.values():
             writer.close()
         tasks = list(self._served)

@@ -270,6 +270,21 @@ async def test_an_unknown_or_dead_owner_is_engineios_unknown_session(data_dir: P
         await front.stop()
 
 
+async def test_the_last_worker_out_removes_the_socket_directory(data_dir: Path) -> None:
+    """A long DATA_DIR's sockets live in a directory under /tmp: it goes with the last
+    worker, and stays while another worker still has its socket there."""
+    deep = data_dir / ("d" * 120)
+    first, second = aff.Affinity(deep, tag="4-dddd"), aff.Affinity(deep, tag="5-eeee")
+    for worker in (first, second):
+        worker.wrap(front_local, front_local)  # type: ignore[arg-type]
+        await worker.start()
+    assert first.directory == second.directory and first.directory.is_dir()
+    await first.stop()
+    assert second.path.exists()
+    await second.stop()
+    assert not second.directory.exists()
+
+
 async def test_a_restarted_worker_removes_the_sockets_of_dead_pids(data_dir: Path) -> None:
     me = aff.Affinity(data_dir, tag="3-cccc")
     me.directory.mkdir(parents=True)
