@@ -123,6 +123,11 @@ class OrderService:
     async def _sold_out(self, event_id: str, e: SoldOut) -> Exception:
         """The engine's refusal names the category by id: say its name too."""
         category_id = str(e.details.get("category", ""))
+        # The gate's names first: at a sell-out every refusal asked Redis for the stock,
+        # each a call of its own (a burst of them grew the connection pool).
+        name = self.gate.category_name(event_id, category_id) if self.gate is not None else None
+        if name is not None:
+            return sold_out(category_id, name, e.details.get("available"))
         stock = await self.engine.stock(event_id)
         category = stock.category(category_id) if stock is not None else None
         if category is None:

@@ -137,6 +137,12 @@ class StockGate:
             self.refused += 1
         return short
 
+    def category_name(self, event_id: str, category_id: str) -> str | None:
+        """The name of a category of an event the gate follows (None when it does not):
+        what a refusal by the script names, without reading the stock again."""
+        k = self.known.get(event_id)
+        return k.names.get(category_id) if k is not None else None
+
     def watch(self, event_id: str) -> None:
         """Follow an event's stock (in the background; a no-op when already done)."""
         if event_id in self.known or event_id in self._reading:

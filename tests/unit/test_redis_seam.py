@@ -44,3 +44,24 @@ def test_a_connection_without_streams_fails_loudly() -> None:
 
     with pytest.raises(RuntimeError, match="redis_seam"):
         redis_seam.streams(Foreign())
+
+
+def test_the_client_names_its_version_once_not_per_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """redis-py asks importlib.metadata for its own version on every new connection unless
+    the client is given its DriverInfo (engine/connection.py): ~265 us a connection."""
+    import redis
+    from redis import utils
+
+    from engine.connection import redis_client
+
+    client = redis_client("redis://127.0.0.1:1/0")
+    info = client.connection_pool.connection_kwargs["driver_info"]
+    assert info.lib_version == redis.__version__
+
+    def no_metadata() -> str:
+        raise AssertionError("a new connection read redis-py's package metadata")
+
+    monkeypatch.setattr(utils, "get_lib_version", no_metadata)
+    client.connection_pool.make_connection()
