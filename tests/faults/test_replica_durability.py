@@ -170,14 +170,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 
 def _replica_of(cluster: LocalCluster, key: str) -> tuple[RedisServer, RedisServer]:
-    """The primary that owns ``key``'s slot and its replica."""
+    """The primary that owns ``key``'s slot and its replica. Polled: a node's CLUSTER
+    SLOTS can list a slot's primary before it lists the replica (gossip), which failed one
+    fresh-clone run with an empty replica list."""
     by_port = {n.port: n for n in cluster.nodes}
+    deadline = time.monotonic() + 20
     with SyncRedis(port=cluster.nodes[0].port) as r:
         slot = r.execute_command("CLUSTER", "KEYSLOT", key)
-        for start, end, owner, *replicas in r.execute_command("CLUSTER", "SLOTS"):
-            if start <= slot <= end:
-                return by_port[int(owner[1])], by_port[int(replicas[0][1])]
-    raise AssertionError(f"no node owns slot {slot}")
+        while time.monotonic() < deadline:
+            for start, end, owner, *replicas in r.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end and replicas:
+                    return by_port[int(owner[1])], by_port[int(replicas[0][1])]
+            time.sleep(0.1)
+    raise AssertionError(f"no primary with a replica owns slot {slot}")
 
 
 async def test_on_a_cluster_the_wait_runs_on_the_primary_that_confirmed(
