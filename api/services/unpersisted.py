@@ -45,7 +45,7 @@ async def overlay(
         logged = await unpersisted_orders(engine.redis, event_ids, strict=complete)
     except BacklogTooLarge as e:
         raise Unavailable(
-            f"the order store is {e.behind} orders behind Redis: retry in a few seconds",
+            f"the order store is at least {e.behind} orders behind Redis: retry in a few seconds",
             code="store_behind",
             retry_after=2,
         ) from None

@@ -12,7 +12,6 @@ then in both, never in neither.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -33,8 +32,8 @@ class BacklogTooLarge(Exception):
     answer "retry shortly" rather than an incomplete list (the writer catches up)."""
 
     def __init__(self, stream: str, behind: int, cap: int) -> None:
-        super().__init__(f"{stream}: {behind} entries not stored yet (more than {cap})")
-        self.behind = behind
+        super().__init__(f"{stream}: at least {behind} entries not stored yet (over {cap})")
+        self.behind = behind  # a lower bound: counting stops past the cap
 
 
 async def unpersisted_orders(
@@ -67,10 +66,11 @@ async def _unacknowledged(
     except ResponseError:  # no such stream
         return []
     info = next((g for g in groups if text(g["name"]) == group), None)
-    if strict:
-        await _check_behind(redis, stream, info, cap)
+    pending = int(info["pending"]) if info is not None else 0
+    if strict and pending > cap:
+        raise BacklogTooLarge(stream, pending, cap)
     out: list[Entry] = []
-    if info is not None and int(info["pending"]):
+    if pending:
         rows = await redis.xpending_range(stream, group, min="-", max="+", count=cap)
         if rows:
             pipe = redis.pipeline(transaction=False)
@@ -81,29 +81,12 @@ async def _unacknowledged(
                 out += [Entry(stream, text(i), fields or {}) for i, fields in found or []]
     start = next_id(text(info["last-delivered-id"])) if info is not None else "-"
     room = max(0, cap - len(out))
-    if room:
+    if strict:  # every undelivered entry, oldest first: one more than room is too many
+        ahead = await redis.xrange(stream, min=start, max="+", count=room + 1) or []
+        if len(ahead) > room:
+            raise BacklogTooLarge(stream, len(out) + len(ahead), cap)
+        out += [Entry(stream, text(i), fields or {}) for i, fields in ahead]
+    elif room:
         newest = await redis.xrevrange(stream, max="+", min=start, count=room) or []
         out += [Entry(stream, text(i), fields or {}) for i, fields in reversed(newest)]
     return out
-
-
-async def _check_behind(redis: Redis, stream: str, info: dict[str, Any] | None, cap: int) -> None:
-    """:class:`BacklogTooLarge` when ``stream`` has more than ``cap`` entries the group
-    has not acknowledged (pending + undelivered)."""
-    if info is None:
-        behind = int(await redis.xlen(stream))
-    else:  # "lag" is None when Redis cannot tell (entries deleted): count them instead
-        lag = info.get("lag")
-        undelivered = (
-            int(lag)
-            if lag is not None
-            else len(
-                await redis.xrange(
-                    stream, min=next_id(text(info["last-delivered-id"])), count=cap + 1
-                )
-                or []
-            )
-        )
-        behind = int(info["pending"]) + undelivered
-    if behind > cap:
-        raise BacklogTooLarge(stream, behind, cap)
