@@ -39,6 +39,7 @@ from loadtest.common import (
     percentile,
     pin_pid,
     pin_prefix,
+    run_audit,
     server_env,
     summary,
     write_result,
@@ -345,9 +346,7 @@ def main() -> int:
                     f"{x['generator_cpu_share_bare']:.0%} / {x['generator_cpu_share_rush']:.0%})",
                     file=sys.stderr,
                 )
-            audit = subprocess.run(
-                [sys.executable, "-m", "api.cli", "audit"], env=env, capture_output=True, text=True
-            )
+            audit_clean, audit_line = run_audit(env)
         finally:
             server.terminate()
             server.wait(20)
@@ -372,8 +371,8 @@ def main() -> int:
         "ratio_vs_bare": summary([x["ratio_vs_bare"] for x in rounds]),
         "p50_ms": summary([x["p50_ms"] for x in rounds]),
         "p99_ms": summary([x["p99_ms"] for x in rounds]),
-        "audit": audit.stdout.strip(),
-        "audit_clean": audit.returncode == 0,
+        "audit": audit_line,
+        "audit_clean": audit_clean,
     }
     path = write_result("flash", result)
     print(f"machine: {result['machine']}; server+redis on core 0, generator on core 1: {pinned}")

@@ -45,6 +45,7 @@ from loadtest.common import (
     pin_pid,
     pin_prefix,
     register,
+    run_audit,
     server_env,
     summary,
     wait_ready,
@@ -361,9 +362,7 @@ def main() -> int:
                     f"bare {bare[-1]['rps']:,.0f}/s, hold {hold[-1]['rps']:,.0f}/s{extra}",
                     file=sys.stderr,
                 )
-            audit = subprocess.run(
-                [sys.executable, "-m", "api.cli", "audit"], env=env, capture_output=True, text=True
-            )
+            audit_clean, audit_line = run_audit(env)
             persisted = stored_everything(base, env, org, event["id"])
         finally:
             server.terminate()
@@ -402,8 +401,8 @@ def main() -> int:
         "bare_p50_ms": summary([b["p50_ms"] for b in bare]),
         "bare_p99_ms": summary([b["p99_ms"] for b in bare]),
         "hold_non_2xx": sum(h["errors"] for h in hold),
-        "audit": audit.stdout.strip(),
-        "audit_clean": audit.returncode == 0,
+        "audit": audit_line,
+        "audit_clean": audit_clean,
         "writer": args.writer,
         "orders_in_redis_and_store": persisted,
     }

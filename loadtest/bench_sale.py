@@ -45,7 +45,7 @@ import httpx
 
 from engine.redis_server import free_port
 from loadtest.bench_flash import register_buyers
-from loadtest.common import create_bulk_event, machine, register, write_result
+from loadtest.common import create_bulk_event, machine, register, run_audit, write_result
 
 SALE_SCRIPT = r"""
 local threads = {}
@@ -249,10 +249,7 @@ def sales(base: str, org: str, event_id: str) -> dict[str, int]:
 def audit(tmp: Path) -> tuple[bool, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "APP_ENV")}
     env["DATA_DIR"] = str(tmp)
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "audit"], env=env, capture_output=True, text=True
-    )
-    return done.returncode == 0, done.stdout.strip() or done.stderr.strip()
+    return run_audit(env)
 
 
 def main() -> int:

@@ -137,3 +137,11 @@ def server_env(redis_url: str, data_dir: Path, port: int, **overrides: str) -> d
     }
     env.pop("ONSALE_EMBEDDED_REDIS_URL", None)
     return env
+
+
+def run_audit(env: dict[str, str]) -> tuple[bool, str]:
+    """``onsale audit`` against the server of ``env``: (clean, its report line)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "audit"], env=env, capture_output=True, text=True
+    )
+    return done.returncode == 0, done.stdout.strip() or done.stderr.strip()

@@ -229,8 +229,10 @@ class WebhookIngest:
             )
             if not rows:
                 break
-            await self.redis.xack(
-                stream, keys.WEBHOOK_GROUP, *(text(r["message_id"]) for r in rows)
+            await ack(
+                self.redis,
+                keys.WEBHOOK_GROUP,
+                [Entry(stream, text(r["message_id"]), {}) for r in rows],
             )
         return low, high
 
