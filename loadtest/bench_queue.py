@@ -54,11 +54,13 @@ import argparse
 import asyncio
 import json
 import os
+import queue
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -512,9 +514,58 @@ def register_many(base: str, n: int, tag: str) -> list[str]:
     return [b.token for b in data.buyers]
 
 
-class Crowd:
-    """loadtest/wsclient/queue_crowd.mjs in one Node process on core 1 (against ``base``,
-    else the stack's first server)."""
+class CrowdProcess:
+    """loadtest/wsclient/queue_crowd.mjs as a child process: one JSON line per step on
+    stdout, read by a thread (so a line already buffered is never waited for, as
+    ``select`` + ``readline`` could), ``stop`` on stdin."""
+
+    def __init__(self, cmd: list[str], stderr: Any = None) -> None:
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.put(raw)
+        self.lines.put("")  # EOF
+
+    def exited(self) -> BaseException:
+        """What ``until`` raises when the crowd exits first."""
+        return SystemExit("the node crowd exited")
+
+    def until(self, kind: str, timeout: float = 600) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                raw = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"no {kind!r} line from the crowd in {timeout:.0f} s") from None
+            if not raw:
+                raise self.exited()
+            got: dict[str, Any] = json.loads(raw)
+            if got.get("type") == kind:
+                return got
+
+    def stop(self, timeout: float = 120) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("stop\n")
+        self.proc.stdin.flush()
+        result = self.until("result", timeout)
+        self.proc.wait(30)
+        return result
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Crowd(CrowdProcess):
+    """The crowd in one Node process on core 1 (against ``base``, else the stack's first
+    server)."""
 
     def __init__(
         self,
@@ -527,7 +578,7 @@ class Crowd:
         from loadtest.bench_ws import NodeSubscribers
 
         NodeSubscribers.ensure_installed()
-        self.proc = subprocess.Popen(
+        super().__init__(
             [
                 *pin_prefix(1),
                 "node",
@@ -542,40 +593,8 @@ class Crowd:
                 str(tokens_file),
                 "--mode",
                 mode,
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
+            ]
         )
-
-    def line(self, timeout: float = 600) -> dict[str, Any]:
-        import select
-
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            raise TimeoutError("no line from the node crowd")
-        raw = self.proc.stdout.readline()
-        if not raw:
-            raise SystemExit("the node crowd exited")
-        got: dict[str, Any] = json.loads(raw)
-        return got
-
-    def until(self, kind: str, timeout: float = 600) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            got = self.line(max(0.1, deadline - time.monotonic()))
-            if got.get("type") == kind:
-                return got
-
-    def stop(self) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("stop\n")
-        self.proc.stdin.flush()
-        result = self.until("result", 120)
-        self.proc.wait(30)
-        return result
 
 
 def _admission_ms(redis_url: str, event_id: str) -> list[int]:

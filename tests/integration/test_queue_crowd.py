@@ -27,11 +27,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import queue
 import resource
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -39,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import httpx
 import pytest
@@ -50,6 +48,7 @@ from engine import keys
 from engine.models import new_id
 from engine.redis_server import RedisServer
 from engine.vocabulary import OrderStatus
+from loadtest.bench_queue import CrowdProcess
 from loadtest.queue_check import QueueSampler
 from persistence.sqlite import SQLiteStore
 from persistence.store import SQLITE_FILENAME, User
@@ -150,53 +149,15 @@ def _at(seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
 
 
-class Crowd:
-    """queue_crowd.mjs: one JSON line per step on stdout (read by a thread, so a line
-    already buffered is never waited for), ``stop`` on stdin."""
+class Crowd(CrowdProcess):
+    """queue_crowd.mjs with its stderr in ``log``, shown when it exits early."""
 
     def __init__(self, node: str, args: list[str], log: Path) -> None:
         self.log = log
-        self.proc = subprocess.Popen(
-            [node, str(WSCLIENT / "queue_crowd.mjs"), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log.open("w"),
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__([node, str(WSCLIENT / "queue_crowd.mjs"), *args], stderr=log.open("w"))
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.put(raw)
-        self.lines.put("")  # EOF
-
-    def until(self, kind: str, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                raw = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TimeoutError(f"no {kind!r} line from the crowd in {timeout:.0f} s") from None
-            if not raw:
-                raise AssertionError(f"the crowd exited: {self.log.read_text()[-2000:]}")
-            got: dict[str, Any] = json.loads(raw)
-            if got.get("type") == kind:
-                return got
-
-    def stop(self) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("stop\n")
-        self.proc.stdin.flush()
-        result = self.until("result", 60)
-        self.proc.wait(30)
-        return result
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+    def exited(self) -> BaseException:
+        return AssertionError(f"the crowd exited: {self.log.read_text()[-2000:]}")
 
 
 def _hmac_order(seed: str, users: list[str]) -> list[str]:
@@ -265,7 +226,7 @@ def test_thousands_queued_across_two_processes(node: str, stack: Stack) -> None:
             timed_out = False
         except TimeoutError:
             timed_out = True
-        result = crowd.stop()
+        result = crowd.stop(60)
     finally:
         crowd.kill()
         figures = sampler.stop()
