@@ -163,7 +163,13 @@ def aof_rewrites(tmp: Path) -> int:
 
 
 def run_sale(
-    base: str, tmp: Path, tokens_file: Path, body: str, connections: int, tickets: int
+    base: str,
+    tmp: Path,
+    tokens_file: Path,
+    event_id: str,
+    body: str,
+    connections: int,
+    tickets: int,
 ) -> dict[str, Any]:
     """wrk until sold out; each thread stops at its first sold_out. wrk prints its
     summary on SIGINT, sent once the event reads 0 available."""
@@ -183,7 +189,7 @@ def run_sale(
     # beside the sale's (a new client per look cost ~15 % of a core).
     with httpx.Client(base_url=base, timeout=10) as client:
         while proc.poll() is None and time.monotonic() - started < bound:
-            if available(client, json_event(body)) == 0:
+            if available(client, event_id) == 0:
                 sold_out_at = time.monotonic() - started
                 break
             time.sleep(0.1)
@@ -206,12 +212,6 @@ def run_sale(
         "sold_out_seen_after_s": sold_out_at,
         "aof_rewrites": aof_rewrites(tmp) - rewrites,
     }
-
-
-def json_event(body: str) -> str:
-    m = re.search(r'"eventoId":"([^"]+)"', body)
-    assert m
-    return m.group(1)
 
 
 def sale_window(base: str, org: str, event_id: str) -> tuple[int, float, float]:
@@ -290,7 +290,7 @@ def main() -> int:
                     f'"{event["categorias"][0]["id"]}","cantidad":1}}]}}'
                 )
                 echo = echo_reference(base, tmp, body, args.buyers)
-                sale = run_sale(base, tmp, tokens_file, body, args.buyers, tickets)
+                sale = run_sale(base, tmp, tokens_file, event["id"], body, args.buyers, tickets)
                 exported, window, waited = sale_window(base, org, event["id"])
                 figures = sales(base, org, event["id"])
                 clean, audit_line = audit(tmp)
