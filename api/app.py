@@ -11,7 +11,6 @@ from litestar import Litestar, post
 from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.types import Message, Scope
 
 from api.controllers.admin import AdminController
 from api.controllers.auth import AuthController
@@ -23,9 +22,10 @@ from api.controllers.queue import QueueController
 from api.controllers.waitlist import WaitlistController
 from api.controllers.webhooks import WebhookController
 from api.errors import EXCEPTION_HANDLERS
-from api.hot_hold import with_hot_hold
+from api.headers import secured_send
+from api.hot_hold import HotHold, with_hot_hold
 from api.http_metrics import request_metrics
-from api.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_of
+from api.logs import REQUEST_ID, request_id_of
 from api.openapi import plugins as openapi_plugins
 from api.openapi import render_plugins
 from api.pages import WEB_HANDLERS
@@ -36,52 +36,6 @@ from api.security import make_jwt_auth
 from api.settings import Settings, get_settings
 from api.state import build_resources
 from api.validation import strict_body
-
-SECURITY_HEADERS: list[tuple[str, str]] = [
-    ("x-content-type-options", "nosniff"),
-    ("x-frame-options", "SAMEORIGIN"),
-    ("referrer-policy", "no-referrer"),
-    ("cross-origin-opener-policy", "same-origin"),
-    ("cross-origin-resource-policy", "same-origin"),
-    ("x-dns-prefetch-control", "off"),
-    ("x-download-options", "noopen"),
-    ("x-permitted-cross-domain-policies", "none"),
-    ("origin-agent-cluster", "?1"),
-    ("strict-transport-security", "max-age=15552000; includeSubDomains"),
-]
-STRICT_CSP = (
-    "default-src 'self'; base-uri 'self'; font-src 'self' data:; img-src 'self' data:; "
-    "object-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:; "
-    "form-action 'self'; frame-ancestors 'self'"
-)
-# The OpenAPI UIs under /schema load packaged bundles (api/web/vendor) and no inline script
-# (api/openapi.py): scripts stay 'self' only. Their bundles inject <style> elements (Scalar's
-# CSS-in-JS), so styles there may be inline.
-SCHEMA_CSP = (
-    "default-src 'self'; base-uri 'self'; font-src 'self' data:; img-src 'self' data:; "
-    "object-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'self'"
-)
-_CSP = b"content-security-policy"
-_ENCODED_HEADERS = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS]
-_STRICT_CSP = STRICT_CSP.encode()
-_SCHEMA_CSP = SCHEMA_CSP.encode()
-
-
-async def security_headers(message: Message, scope: Scope) -> None:
-    """The Helmet set on every HTTP response, errors from middleware included; a strict
-    Content-Security-Policy everywhere but the OpenAPI UIs.
-
-    Appended to the raw header list: Litestar's MutableScopeHeaders decodes and scans the
-    whole list for every lookup, which cost more than the rest of a bare request."""
-    if message["type"] == "http.response.start":
-        headers = list(message.get("headers", ()))
-        present = {name.lower() for name, _ in headers}
-        headers.extend(h for h in _ENCODED_HEADERS if h[0] not in present)
-        if _CSP not in present:
-            schema = scope.get("path", "").startswith("/schema")
-            headers.append((_CSP, _SCHEMA_CSP if schema else _STRICT_CSP))
-        message["headers"] = headers
 
 
 class EchoIn(msgspec.Struct):
@@ -181,14 +135,7 @@ def with_security_headers(asgi: Any) -> Any:
             return
         rid = request_id_of(scope["headers"])
         REQUEST_ID.set(rid)
-
-        async def send_with_headers(message: Message) -> None:
-            await security_headers(message, scope)  # type: ignore[arg-type]
-            if message["type"] == "http.response.start":
-                message["headers"].append((REQUEST_ID_HEADER, rid))  # type: ignore[attr-defined]
-            await send(message)
-
-        await asgi(scope, receive, send_with_headers)
+        await asgi(scope, receive, secured_send(send, scope, rid))
 
     return app
 
@@ -196,7 +143,13 @@ def with_security_headers(asgi: Any) -> Any:
 def app_from_env() -> Any:
     """uvicorn factory entry point (``api.app:app_from_env``): the Litestar app, with
     Socket.IO (python-socketio's ASGI app) in front of it at ``/socket.io/``, and the lean
-    hold (api/hot_hold.py, ``HOT_HOLD``) in front of both."""
+    hold (api/hot_hold.py, ``HOT_HOLD``) in front of both. The lean hold is also named on
+    the returned app (``onsale_hot``), for ``onsale serve``'s HTTP protocol
+    (api/hot_http.py), which serves holds below the ASGI layer."""
     settings = get_settings()
     app = create_app(settings)
-    return with_security_headers(with_hot_hold(mount_socketio(app, settings), app, settings))
+    inner = with_hot_hold(mount_socketio(app, settings), app, settings)
+    outer = with_security_headers(inner)
+    if isinstance(inner, HotHold):
+        outer.onsale_hot = inner
+    return outer

@@ -186,7 +186,10 @@ def handle_service(request: Request[Any, Any, Any], exc: svc.ServiceError) -> Re
     return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def handle_engine(request: Request[Any, Any, Any], exc: eng.EngineError) -> Response[Any]:
+def engine_problem(path: str, exc: eng.EngineError) -> tuple[int, dict[str, Any]]:
+    """The engine's refusal of a request to ``path``: (status, problem body).
+    :func:`handle_engine` answers it through Litestar; the hold answers it pre-encoded
+    (api/controllers/orders.py ``hold_response``)."""
     status = ENGINE_STATUS.get(type(exc), 409)
     extra: dict[str, Any] = {"code": exc.code}
     for key, value in exc.details.items():
@@ -198,7 +201,12 @@ def handle_engine(request: Request[Any, Any, Any], exc: eng.EngineError) -> Resp
             extra["estado"] = getattr(value, "status", None)
         elif isinstance(value, str | int | float | None):
             extra[key] = value
-    return problem(request, status, exc.message, **extra)
+    return status, problem_body(path, status, exc.message, **extra)
+
+
+def handle_engine(request: Request[Any, Any, Any], exc: eng.EngineError) -> Response[Any]:
+    status, body = engine_problem(request.url.path, exc)
+    return Response(body, status_code=status, media_type=PROBLEM)
 
 
 def handle_bad_body(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

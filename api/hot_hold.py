@@ -28,7 +28,9 @@ refusal); anything else it raises is answered by the route's exception handlers
 (api/errors.py) through Litestar's own response classes, as its exception middleware does.
 The request series of api/http_metrics.py are counted with the route's template, and the
 scope gets what Litestar's router and JWT middleware put there. Security headers and
-``X-Request-Id`` come from the wrapper outside (api/app.py).
+``X-Request-Id`` come from the wrapper outside (api/app.py). Under ``onsale serve`` the
+HTTP protocol starts :meth:`HotHold.hold` itself, with the body it has parsed and a
+writer for the pre-encoded answers (api/hot_http.py), below that wrapper.
 
 ``onsale_hot_hold_requests_total{outcome}`` counts the holds served here (``served``) and
 those handed to Litestar (``litestar``). ``HOT_HOLD=false`` turns it off (so does
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -53,6 +56,7 @@ from api.controllers.orders import hold_response
 from api.http_metrics import finished, in_progress
 from api.jwt_cache import cached_result
 from api.litestar_seam import get_exception_handler, is_valid_host
+from api.present import EncodedJSON
 from api.schemas import OrderIn
 from api.settings import Settings
 from api.validation import strict_decoder
@@ -60,7 +64,7 @@ from api.validation import strict_decoder
 log = logging.getLogger(__name__)
 
 HOLD_PATH = "/api/orders"
-_PATHS = frozenset({HOLD_PATH, HOLD_PATH + "/"})
+HOLD_PATHS = frozenset({HOLD_PATH, HOLD_PATH + "/"})
 _BEARER = b"Bearer "
 _MAX_ADMISSION_TOKEN = 128  # the route's Parameter(max_length=128)
 
@@ -72,6 +76,10 @@ HOT_HOLD = Counter(
 _SERVED = HOT_HOLD.labels("served")
 _HANDED = HOT_HOLD.labels("litestar")
 _decode = strict_decoder(OrderIn).decode
+
+
+# How a server writes a pre-encoded answer itself: True when it did (api/hot_http.py).
+Direct = Callable[[EncodedJSON], bool]
 
 
 def _json(content_type: bytes | None) -> bool:
@@ -101,23 +109,38 @@ class HotHold:
         self._auth: Any = None  # the JWT middleware, built once the resources exist
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in _PATHS:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in HOLD_PATHS:
             await self.hold(scope, receive, send)
             return
         await self.inner(scope, receive, send)
 
-    async def hold(self, scope: Any, receive: Any, send: Any) -> None:
+    async def hold(
+        self,
+        scope: Any,
+        receive: Any,
+        send: Any,
+        body: bytes | None = None,
+        direct: Direct | None = None,
+    ) -> None:
+        """Serve the hold ``scope`` asks for, or hand it to the app behind. ``body``: the
+        whole body when the server has it already (else it is received); ``direct``: how
+        the server writes an :class:`EncodedJSON` answer itself (api/hot_http.py), else
+        every answer goes through ``send``."""
         start = time.perf_counter()
         received: list[Any] = []
         found = None if scope.get("root_path") else self._shape(scope)
         if found is not None:
-            data = _order_in(await self._body(receive, received))
+            if body is None:
+                body = await self._body(receive, received)
+            elif len(body) > self.max_body:
+                body = None
+            data = _order_in(body)
             auth = found[0]
             if data is not None and isinstance(auth, str):  # not cached: verify it here
                 auth = await self._verify(scope, auth)
             if data is not None and auth is not None:
                 _SERVED.inc()
-                await self._serve(scope, receive, send, start, data, auth, *found[1:])
+                await self._serve(scope, receive, send, start, data, auth, *found[1:], direct)
                 return
         _HANDED.inc()
         await self.inner(scope, _replay(received, receive) if received else receive, send)
@@ -212,6 +235,7 @@ class HotHold:
         result: Any,
         idempotency_key: str | None,
         admission_token: str | None,
+        direct: Direct | None,
     ) -> None:
         # What Litestar's router and JWT middleware leave in the scope (the access log
         # reads the normalised path; a Request built for an error reads the rest).
@@ -235,7 +259,8 @@ class HotHold:
             except Exception as exc:
                 response = await self._error(scope, receive, send, exc)
             status = response.status_code
-            await response(scope, receive, send)
+            if direct is None or type(response) is not EncodedJSON or not direct(response):
+                await response(scope, receive, send)
         finally:
             progress.dec()
             finished("POST", template, status, time.perf_counter() - start)

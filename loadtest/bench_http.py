@@ -13,6 +13,8 @@ charged to the hold endpoint. Either way every order is persisted: the run ends 
 that the store holds every order Redis does, and with the audit. Prints the
 median ratio hold / bare, p50 and p99 of both endpoints (the bare p99 is what this
 machine allows any request at that load), and ends with ``onsale audit``.
+Core 1's share of a hold is printed too: its busy time per hold, and the Redis and
+writer processes' CPU per hold (the rest is wrk): which core set the rate.
 
 Two references run in the same rounds, each its own uvicorn worker pinned to the same core
 0 with the same body (loadtest/ref_apps.py): a bare ASGI echo (uvicorn + httptools, msgspec
@@ -90,11 +92,12 @@ def wrk(
     connections: int,
     tmp: Path,
     server_pid: int | None = None,
+    others: dict[str, int] | None = None,
 ) -> dict[str, float]:
     script = tmp / "bench.lua"
     auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
     script.write_text(WRK_SCRIPT % (body, auth))
-    return run_wrk(script, url, seconds, connections, server_pid)
+    return run_wrk(script, url, seconds, connections, server_pid, others=others)
 
 
 def run_wrk(
@@ -104,9 +107,12 @@ def run_wrk(
     connections: int,
     server_pid: int | None = None,
     threads: int = 2,
+    others: dict[str, int] | None = None,
 ) -> dict[str, float]:
     """One wrk run on core 1 with a Lua script that prints the RESULT line; the figures,
-    with the server's CPU per request (``server_pid``) and how busy core 1 was."""
+    with the server's CPU per request (``server_pid``), how busy core 1 was, and the CPU
+    per request of each of ``others`` (name: pid; ``<name>_us_per_request``)."""
+    others = others or {}
     cmd = [
         *pin_prefix(1),
         "wrk",
@@ -122,9 +128,11 @@ def run_wrk(
     ]
     cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
     core1_before = core_busy_seconds(1)
+    others_before = {name: cpu_seconds(pid) for name, pid in others.items()}
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
     cpu_used = (cpu_seconds(server_pid) - cpu_before) if server_pid else 0.0
     core1_used = core_busy_seconds(1) - core1_before
+    others_used = {name: cpu_seconds(pid) - others_before[name] for name, pid in others.items()}
     m = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+)", out)
     if not m:
         raise SystemExit(f"wrk failed:\n{out}")
@@ -138,6 +146,11 @@ def run_wrk(
         "cpu_us_per_request": cpu_used * 1e6 / max(1, requests),
         "server_busy": cpu_used / (duration / 1e6),
         "core1_busy": core1_used / (duration / 1e6),
+        "core1_us_per_request": core1_used * 1e6 / max(1, requests),
+        **{
+            f"{name}_us_per_request": used * 1e6 / max(1, requests)
+            for name, used in others_used.items()
+        },
     }
 
 
@@ -286,6 +299,10 @@ def main() -> int:
             else None
         )
         pinned = pin_pid(redis.process.pid, 1)
+        # What shares core 1 with wrk: the CPU of each per hold, to tell which core limits.
+        core1_pids = {"redis": redis.process.pid}
+        if writer is not None:
+            core1_pids["writer"] = writer.pid
         base = f"http://127.0.0.1:{port}"
         references: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
         if not args.no_references:
@@ -341,6 +358,7 @@ def main() -> int:
                         args.connections,
                         tmp,
                         server.pid,
+                        core1_pids,
                     )
                 )
                 if refusal_body is not None:
@@ -396,6 +414,12 @@ def main() -> int:
         "hold_server_busy": summary([h["server_busy"] for h in hold]),
         "bare_core1_busy": summary([b["core1_busy"] for b in bare]),
         "hold_core1_busy": summary([h["core1_busy"] for h in hold]),
+        # Core 1 per hold: wrk, Redis and the writer (the rest is wrk and the machine).
+        "hold_core1_us_per_req": summary([h["core1_us_per_request"] for h in hold]),
+        **{
+            f"hold_{name}_cpu_us_per_req": summary([h[f"{name}_us_per_request"] for h in hold])
+            for name in core1_pids
+        },
         "hold_p50_ms": summary([h["p50_ms"] for h in hold]),
         "hold_p99_ms": summary([h["p99_ms"] for h in hold]),
         "bare_p50_ms": summary([b["p50_ms"] for b in bare]),

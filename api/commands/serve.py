@@ -70,6 +70,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "log_config": log_config,
             "access_log": args.access_log or settings.access_log,
             "lifespan": "on",
+            # uvicorn's httptools protocol, serving the lean hold below the ASGI layer
+            # (api/hot_http.py); the stock one when the lean hold is off.
+            "http": "api.hot_http:HotHttpProtocol" if settings.hot_hold else "auto",
             "ws_max_size": 64 * 1024,
             # The sans-I/O websockets protocol: ~20 % more frames/s than the legacy
             # asyncio one at 5,000 subscribers (loadtest/bench_ws.py), same ping/timeout.

@@ -17,21 +17,26 @@ from litestar.params import HeaderParameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from api.deps import LimitParam, PageParam, caller, orders
-from api.errors import PROBLEM, service_problem
+from api.errors import PROBLEM, engine_problem, service_problem
 from api.present import EncodedJSON, order_out, order_page
 from api.schemas import ConfirmIn, OrderId, OrderIn, OrderOut, OrderPage
 from api.security import Principal
 from api.services.errors import ServiceError
 from api.services.orders import IDEMPOTENCY_KEY, OrderService
+from engine.errors import EngineError
 
 _REPLAYED = ((b"idempotent-replayed", b"true"),)
 _PROBLEM = PROBLEM.encode()
 
 
-def hold_refusal(path: str, e: ServiceError) -> EncodedJSON:
-    """A service's refusal of a hold as api/errors.py words it (the same status, headers
-    and body), sent pre-encoded: Litestar's exception path (the handler look-up, a
-    ``Response`` and its header objects) cost more than a refusal from the stock gate."""
+def hold_refusal(path: str, e: ServiceError | EngineError) -> EncodedJSON:
+    """A refusal of a hold, by the service or the engine, as api/errors.py words it (the
+    same status, headers and body), sent pre-encoded: Litestar's exception path (the
+    handler look-up, a ``Response`` and its header objects) cost more than a refusal from
+    the stock gate."""
+    if isinstance(e, EngineError):
+        status, body = engine_problem(path, e)
+        return EncodedJSON(body, status, (), _PROBLEM)
     status, body, extra = service_problem(path, e)
     headers = tuple(
         (name.lower().encode("latin-1"), value.encode("latin-1"))
@@ -49,15 +54,14 @@ async def hold_response(
     path: Callable[[], str],
 ) -> EncodedJSON:
     """The hold and its answer: 201 with the order (``Idempotent-Replayed: true`` for a
-    replay), or the service's refusal. The one implementation of both the Litestar route
-    (:meth:`OrderController.create_order`) and the lean ASGI handler in front of it
-    (api/hot_hold.py); ``path`` gives the problem's ``instance`` (asked only on refusal).
-    Anything else raised (the engine's refusals, Redis down) is the caller's to answer
-    through api/errors.py."""
+    replay), or the service's or the engine's refusal. The one implementation of both the
+    Litestar route (:meth:`OrderController.create_order`) and the lean handler in front of
+    it (api/hot_hold.py); ``path`` gives the problem's ``instance`` (asked only on refusal).
+    Anything else raised (Redis down) is the caller's to answer through api/errors.py."""
     tickets = [(t.categoriaId, t.cantidad) for t in data.tickets]
     try:
         result = await service.hold(who, data.eventoId, tickets, idempotency_key, admission_token)
-    except ServiceError as e:  # sold out, most of all once an on-sale sells out
+    except (ServiceError, EngineError) as e:  # sold out, most of all once it sells out
         return hold_refusal(path(), e)
     return EncodedJSON(
         order_out(result.order), HTTP_201_CREATED, () if result.created else _REPLAYED

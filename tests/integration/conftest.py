@@ -51,8 +51,16 @@ class ApiServer:
 
 
 def start_api(
-    tmp: Path, redis: RedisServer | LocalCluster, workers: int = 1, **env: str
+    tmp: Path,
+    redis: RedisServer | LocalCluster,
+    workers: int = 1,
+    *,
+    plain_uvicorn: bool = False,
+    **env: str,
 ) -> ApiServer:
+    """``onsale serve --workers N`` on a free port; with ``plain_uvicorn``, the app under
+    ``uvicorn --factory`` itself instead (its stock HTTP protocol, none of serve's options),
+    as a deployment on any ASGI server runs it."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -72,8 +80,13 @@ def start_api(
     log_path = tmp / f"api-{port}.log"
     server = ApiServer(f"http://127.0.0.1:{port}", redis, tmp / "data", full_env, log_path=log_path)
     with log_path.open("wb") as log:
+        command = (
+            ["uvicorn", "--factory", "api.app:app_from_env", "--port", str(port)]
+            if plain_uvicorn
+            else ["api.cli", "serve", "--workers", str(workers)]
+        )
         server.process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--workers", str(workers)],
+            [sys.executable, "-m", *command],
             cwd=REPO,
             env=full_env,
             stdout=log,

@@ -1,14 +1,19 @@
 """The lean hold (api/hot_hold.py) answers exactly as the Litestar route does.
 
 Two servers on the same redis-server and the same store (one DATA_DIR): ``fast`` with the
-lean handler in front of Litestar, ``plain`` with ``HOT_HOLD=false``. Every case of the
+lean handler in front of Litestar, ``plain`` with ``HOT_HOLD=false``. The module runs
+twice: ``fast`` as ``onsale serve`` runs it (the lean hold started by the HTTP protocol,
+which writes pre-encoded answers itself: api/hot_http.py), and under plain ``uvicorn
+--factory`` (the lean hold as an ASGI app, every byte through uvicorn's send). Every case of the
 hold's contract tests (success, replay, each refusal, each bad input) is sent to both, and
 the answers must have the same status, the same headers in the same order (but ``date``
 and ``x-request-id``) and the same body (but an order's ``id``, ``creadoEn`` and
 ``expiraEn``, replaced by placeholders after checking their form). Each case also says
 which side of ``fast`` must have answered it (``onsale_hot_hold_requests_total``): the
 happy shapes by the lean handler, bad input by Litestar behind it; a differential test that
-passes because both sides went through Litestar would prove nothing.
+passes because both sides went through Litestar would prove nothing. Under ``onsale
+serve``, each pre-encoded answer must also have been written by the protocol
+(``onsale_hot_hold_written_total``), and none under plain uvicorn.
 """
 
 from __future__ import annotations
@@ -44,14 +49,17 @@ ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 SKIP_HEADERS = {b"date", b"x-request-id"}
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, ApiServer]]:
+@pytest.fixture(scope="module", params=["serve", "plain-uvicorn"])
+def servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ApiServer, ApiServer]]:
     tmp = tmp_path_factory.mktemp("hot")
     redis = RedisServer(data_dir=tmp / "redis", appendonly=False).start()
     env = {"RATE_LIMIT_PER_MINUTE": str(LIMIT)}
+    plain_uvicorn = request.param == "plain-uvicorn"
     started = []
     try:
-        started.append(start_api(tmp, redis, HOT_HOLD="true", **env))
+        started.append(start_api(tmp, redis, plain_uvicorn=plain_uvicorn, HOT_HOLD="true", **env))
         started.append(start_api(tmp, redis, HOT_HOLD="false", **env))
         yield started[0], started[1]
     finally:
@@ -66,9 +74,18 @@ def org(servers: tuple[ApiServer, ApiServer]) -> str:
 
 
 def _served(api: ApiServer) -> dict[str, float]:
+    """``onsale_hot_hold_requests_total`` by outcome, and ``written``: the answers the HTTP
+    protocol wrote itself."""
     text = httpx.get(f"{api.url}/metrics", timeout=30).text
     found = re.findall(r'^onsale_hot_hold_requests_total\{outcome="(\w+)"\} (\S+)$', text, re.M)
-    return {outcome: float(value) for outcome, value in found}
+    counts = {outcome: float(value) for outcome, value in found}
+    written = re.search(r"^onsale_hot_hold_written_total (\S+)$", text, re.M)
+    counts["written"] = float(written.group(1)) if written else 0.0
+    return counts
+
+
+def _under_serve(api: ApiServer) -> bool:
+    return api.process is not None and "api.cli" in api.process.args
 
 
 def _warm(api: ApiServer, token: str) -> None:
@@ -106,11 +123,13 @@ def _pair(
     request: dict[str, Any],
     *,
     served: bool,
+    direct: bool | None = None,
     other: dict[str, Any] | None = None,
     warm: bool = True,
 ) -> tuple[httpx.Response, httpx.Response]:
     """The same request (``other`` for ``plain`` when the case needs its own state) to
-    both servers; equal answers, and ``fast`` answered it itself iff ``served``."""
+    both servers; equal answers, and ``fast`` answered it itself iff ``served``, its
+    protocol writing the answer iff ``direct`` (default: ``served``) under onsale serve."""
     if served and warm:  # the user was checked within USER_CHECK_TTL_S, however slow
         _warm(fast, request["headers"]["Authorization"].removeprefix("Bearer "))
     before = _served(fast)
@@ -121,6 +140,8 @@ def _pair(
     for name in ("served", "litestar"):
         delta = after.get(name, 0) - before.get(name, 0)
         assert delta == (1 if name == outcome else 0), (name, delta, a.status_code, a.text)
+    written = (served if direct is None else direct) and _under_serve(fast)
+    assert after["written"] - before["written"] == written, (a.status_code, a.text)
     assert _normalised(a) == _normalised(b), (a.text, b.text)
     return a, b
 
