@@ -8,13 +8,16 @@ unchanged, to the app behind it:
 
 * ``POST`` to ``/api/orders`` or ``/api/orders/`` (any query string, no ``root_path``),
   a valid ``Host`` header;
-* ``Authorization: Bearer <token>`` that the JWT middleware's cache already accepts, with
+* ``Authorization: Bearer <token>`` (the scheme in any case, as the JWT middleware reads
+  it: api/jwt_cache.py ``bearer_token``) that the JWT middleware's cache already accepts, with
   its user seen in the store within ``USER_CHECK_TTL_S`` (api/jwt_cache.py
   ``cached_result``); a token this process has not seen yet is verified by an instance of
   the same middleware (pyjwt, the user check batched with the others of the moment), and
   any refusal of it is left to Litestar (its 401 is Litestar's own);
-* a JSON content type, a body within ``MAX_BODY_BYTES`` that decodes into ``OrderIn``
-  with the strict decoder ``strict_body`` uses (api/validation.py);
+* a JSON content type (``application/json`` or ``application/*+json``, the rule
+  ``strict_body`` applies: api/validation.py ``is_json_media_type``), a body within
+  ``MAX_BODY_BYTES`` that decodes into ``OrderIn`` with the strict decoder ``strict_body``
+  uses;
 * ``Idempotency-Key`` and ``Admission-Token`` each absent or sent once, not empty, the
   token within the route's 128 characters.
 
@@ -54,18 +57,17 @@ from prometheus_client import Counter
 
 from api.controllers.orders import hold_response
 from api.http_metrics import finished, in_progress
-from api.jwt_cache import cached_result
+from api.jwt_cache import bearer_token, cached_result
 from api.litestar_seam import get_exception_handler, is_valid_host
 from api.present import EncodedJSON
 from api.schemas import OrderIn
 from api.settings import Settings
-from api.validation import strict_decoder
+from api.validation import is_json_media_type, strict_decoder
 
 log = logging.getLogger(__name__)
 
 HOLD_PATH = "/api/orders"
 HOLD_PATHS = frozenset({HOLD_PATH, HOLD_PATH + "/"})
-_BEARER = b"Bearer "
 _MAX_ADMISSION_TOKEN = 128  # the route's Parameter(max_length=128)
 
 HOT_HOLD = Counter(
@@ -80,13 +82,6 @@ _decode = strict_decoder(OrderIn).decode
 
 # How a server writes a pre-encoded answer itself: True when it did (api/hot_http.py).
 Direct = Callable[[EncodedJSON], bool]
-
-
-def _json(content_type: bytes | None) -> bool:
-    if content_type is None:
-        return False
-    media = content_type.partition(b";")[0].strip().lower()
-    return media == b"application/json"
 
 
 class HotHold:
@@ -169,7 +164,10 @@ class HotHold:
             elif name == b"admission-token":
                 repeated |= admission is not None
                 admission = value
-        if repeated or auth is None or not auth.startswith(_BEARER) or not _json(content_type):
+        if repeated or auth is None or not is_json_media_type(content_type):
+            return None
+        token = bearer_token(auth)
+        if token is None:
             return None
         if host is not None and not is_valid_host(host):
             return None
@@ -182,7 +180,6 @@ class HotHold:
         resources = self.app.state.get("onsale")
         if resources is None:
             return None
-        token = auth[len(_BEARER) :].decode("latin-1")
         result = cached_result(resources.jwt_auth.token_secret, token, resources.store)
         return (
             result if result is not None else token,

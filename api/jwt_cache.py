@@ -134,6 +134,24 @@ def cached_result(secret: str, token: str, store: Any) -> AuthenticationResult |
     return hit[1]
 
 
+NOT_BEARER = "the Authorization scheme must be Bearer: send Authorization: Bearer <token>"
+
+
+def bearer_token(value: bytes) -> str | None:
+    """The token of an ``Authorization`` header value in the ``Bearer`` scheme, else None.
+
+    Only ``Bearer`` authenticates (Litestar's middleware took whatever followed the first
+    space, so ``Basic <jwt>`` passed). The scheme is case-insensitive (RFC 7235 section
+    2.1: ``bearer``, ``BEARER``) and one or more spaces separate it from the token (RFC 6750
+    section 2.1). The lean hold (api/hot_hold.py) reads the header with this too, so both
+    take the same requests."""
+    scheme, space, token = value.partition(b" ")
+    if not space or scheme.lower() != b"bearer":
+        return None
+    token = token.lstrip(b" ")
+    return token.decode("latin-1") if token else None
+
+
 class CachingJWTAuthenticationMiddleware(JWTAuthenticationMiddleware):
     @cached_property
     def _auth_header_name(self) -> bytes:
@@ -143,14 +161,18 @@ class CachingJWTAuthenticationMiddleware(JWTAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        """The token from the raw ASGI header list: ``connection.headers`` builds a
-        Headers object of every header for the one lookup (a few percent of a hold)."""
+        """The ``Bearer`` token (:func:`bearer_token`) of the first ``Authorization``
+        header, from the raw ASGI header list: ``connection.headers`` builds a Headers
+        object of every header for the one lookup (a few percent of a hold). Any other
+        scheme is refused as a missing token is (401 ``unauthorized``)."""
         name = self._auth_header_name
         for key, value in connection.scope["headers"]:
             if key == name:
-                token = value.decode("latin-1").partition(" ")[-1]
-                if token:
+                token = bearer_token(value)
+                if token is not None:
                     return await self.authenticate_token(token, connection)
+                if value.partition(b" ")[0].lower() != b"bearer":
+                    raise NotAuthorizedException(NOT_BEARER)
                 break
         raise NotAuthorizedException("No JWT token found in request header")
 

@@ -11,8 +11,8 @@ reads need none), and a request body that refuses unknown fields says so
 
 :class:`OpenAPIDocs` applies this to every route as it is registered (Litestar's
 ``ReceiveRoutePlugin``), routes added later included: a new route gets the errors its
-shape implies (401 if it needs a token, 404 and 422 with path parameters, 400, 413 and
-422 with a body, 503 always); what it refuses beyond those goes into ``ROUTE_ERRORS``.
+shape implies (401 if it needs a token, 404 and 422 with path parameters, 400, 413, 415
+and 422 with a body, 503 always); what it refuses beyond those goes into ``ROUTE_ERRORS``.
 tests/security/test_schemathesis.py runs schemathesis with every check against a live
 server, so an answer that is not documented fails the build.
 
@@ -47,6 +47,7 @@ from api.schemas import PlaceOut, Problem
 from api.security import PUBLIC_PATHS
 
 __all__ = [
+    "ACCEPT",
     "BEARER",
     "NO_BACKEND",
     "RETRY_AFTER",
@@ -83,6 +84,8 @@ _MEANING = {
     404: "The resource does not exist (or the caller may not know it does).",
     409: "The resource's current state forbids the change.",
     413: "The body is larger than the server accepts (MAX_BODY_BYTES).",
+    415: "The body is not sent as JSON: `Content-Type` must be `application/json` (or an "
+    "`application/*+json` type); `Accept` says so.",
     422: "The request is well formed but invalid: `errors` names every field.",
     429: "Too many requests in the current window: retry after `Retry-After` seconds.",
     503: "A backend is unavailable or busy: retrying after `Retry-After` seconds is safe.",
@@ -174,6 +177,11 @@ def _header(description: str, schema: Schema, *, required: bool) -> OpenAPIHeade
 RETRY_AFTER = _header(
     "Seconds to wait before retrying.", Schema(type=OpenAPIType.INTEGER), required=True
 )
+ACCEPT = _header(
+    "The media type the body must be sent as.",
+    Schema(type=OpenAPIType.STRING, enum=["application/json"]),
+    required=True,
+)
 # Success-response headers by operation and status.
 ROUTE_HEADERS: dict[str, dict[str, dict[str, OpenAPIHeader]]] = {
     "POST /api/orders": {
@@ -205,8 +213,8 @@ def needs_auth(handler: HTTPRouteHandler, path: str) -> bool:
 def automatic_errors(handler: HTTPRouteHandler, route: HTTPRoute) -> set[int]:
     """The errors a route's shape implies: a backend may be down (503); a token may be
     missing or invalid (401); an id in the path may be malformed (422) or unknown (404);
-    a body may not be JSON (400), too large (413) or invalid (422); a query or header
-    parameter may be invalid (422)."""
+    a body may not be JSON (400), not sent as JSON (415), too large (413) or invalid
+    (422); a query or header parameter may be invalid (422)."""
     found: set[int] = set()
     if needs_auth(handler, route.path):
         found.add(401)
@@ -215,7 +223,7 @@ def automatic_errors(handler: HTTPRouteHandler, route: HTTPRoute) -> set[int]:
         found |= {404, 422}
     params = set(handler.parsed_fn_signature.parameters)
     if "data" in params:
-        found |= {400, 413, 422}
+        found |= {400, 413, 415, 422}
     dependencies = set(handler.resolve_dependencies())
     if params - _RESERVED_PARAMS - dependencies - path_names:
         found.add(422)
@@ -226,7 +234,8 @@ def automatic_errors(handler: HTTPRouteHandler, route: HTTPRoute) -> set[int]:
 class DocumentedOperation(Operation):
     """An operation as Litestar builds it, then: Litestar's ValidationException answer
     (``{status_code, detail, extra}``, never sent) removed, ``Retry-After`` on the
-    problems that carry it, and the success headers of :data:`ROUTE_HEADERS`."""
+    problems that carry it (``Accept`` on the 415), and the success headers of
+    :data:`ROUTE_HEADERS`."""
 
     def __post_init__(self) -> None:
         finish_operation(self, {})
@@ -246,6 +255,8 @@ def finish_operation(op: Operation, headers: Mapping[str, Mapping[str, OpenAPIHe
         extra: dict[str, Any] = dict(headers.get(status, {}))
         if PROBLEM in content and status in ("429", "503"):
             extra["Retry-After"] = RETRY_AFTER
+        if PROBLEM in content and status == "415":
+            extra["Accept"] = ACCEPT
         if extra:
             response.headers = {**(response.headers or {}), **extra}
 

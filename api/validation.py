@@ -8,7 +8,13 @@ nothing changes. The strictly decoded value is then handed to Litestar as the re
 parsed JSON, so Litestar does not decode the body a second time (its ``convert`` passes an
 instance of the target type through unchanged).
 
-A body that is not JSON at all is :class:`InvalidJSON` (400, RFC 9110); JSON whose fields
+A body sent under a media type that is not JSON (``text/plain``, a form, none at all: what
+``curl -d`` sends without ``-H "Content-Type: application/json"``) is
+:class:`UnsupportedMediaType` (415, RFC 9110 section 15.5.16) before it is even decoded:
+only ``application/json`` and the ``application/*+json`` types (RFC 6839) are taken, their
+parameters (``; charset=utf-8``) aside, in any case (:func:`is_json_media_type`). A
+request without content (an empty body) is judged by its body, as before, whatever its
+type. A body that is not JSON at all is :class:`InvalidJSON` (400, RFC 9110); JSON whose fields
 are invalid is :class:`InvalidFields` (422) listing every offending field in plain words:
 msgspec stops at the first error, so on failure the decoded object is walked field by
 field against the Struct (:func:`body_errors`).
@@ -25,7 +31,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import msgspec
 from litestar import Request
-from litestar.exceptions import ValidationException
+from litestar.exceptions import HTTPException, ValidationException
 
 from api import schemas
 from api.litestar_seam import set_parsed_json
@@ -55,6 +61,45 @@ class InvalidJSON(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+# ``application/json`` or ``application/<subtype>+json`` (RFC 6839 section 3.1), the subtype
+# a token (RFC 9110 section 5.6.2), lower-cased first: media types are case-insensitive.
+_JSON_MEDIA = re.compile(rb"application/(?:json|[!#$%&'*+.^_`|~0-9a-z-]+\+json)")
+JSON_MEDIA_TYPE = "application/json"
+
+
+def is_json_media_type(content_type: bytes | None) -> bool:
+    """Whether a ``Content-Type`` value names JSON: ``application/json`` or any
+    ``application/*+json``, with any parameters, in any case."""
+    if content_type is None:
+        return False
+    media = content_type.partition(b";")[0].strip().lower()
+    return media == b"application/json" or _JSON_MEDIA.fullmatch(media) is not None
+
+
+class UnsupportedMediaType(HTTPException):
+    """A body sent under a media type that is not JSON: a 415 (``unsupported_media_type``)
+    that names what to send, in its ``detail`` and in ``Accept`` (RFC 9110 section
+    15.5.16)."""
+
+    status_code = 415
+
+    def __init__(self, content_type: bytes | None) -> None:
+        media = (content_type or b"").partition(b";")[0].strip()[:64].decode("latin-1")
+        sent = f"not {media}" if media else "the request has no Content-Type"
+        super().__init__(
+            detail=f"the body must be JSON: send Content-Type: {JSON_MEDIA_TYPE} ({sent})",
+            headers={"Accept": JSON_MEDIA_TYPE},
+        )
+
+
+def content_type_of(scope: Any) -> bytes | None:
+    """The request's first ``Content-Type`` value, from the raw ASGI headers."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bytes(value)
+    return None
 
 
 class InvalidFields(ValidationException):
@@ -261,11 +306,16 @@ def _body_type(request: Request[Any, Any, Any]) -> Any:
 
 
 async def strict_body(request: Request[Any, Any, Any]) -> None:
-    """``before_request`` hook: refuse a body that is valid only after coercion."""
+    """``before_request`` hook: refuse a body that is not sent as JSON, or that is valid
+    only after coercion."""
     body_type = _body_type(request)
     if body_type is None:
         return
     raw = await request.body()
+    if raw:
+        content_type = content_type_of(request.scope)
+        if not is_json_media_type(content_type):
+            raise UnsupportedMediaType(content_type)
     try:
         value = strict_decoder(body_type).decode(raw)
     except msgspec.ValidationError as e:

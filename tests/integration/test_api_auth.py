@@ -229,6 +229,35 @@ def test_profile_with_malformed_authorization_is_401(api: ApiServer, header: str
     _problem(r, 401)
 
 
+@pytest.mark.parametrize("scheme", ["Basic", "Token", "Foo", "JWT", "Bearerx", "Bearer,"])
+def test_a_valid_token_under_another_scheme_is_401(api: ApiServer, scheme: str) -> None:
+    """Only ``Bearer`` authenticates: a valid token sent as ``Basic <jwt>`` is refused with
+    the answer a missing token gets (Litestar's middleware took whatever followed the
+    first space)."""
+    token, _ = register(api, _email("scheme"))
+    assert _profile(api, token).status_code == 200
+    for path in ("/api/auth/profile", "/api/orders/my-orders"):
+        r = httpx.get(
+            f"{api.url}{path}", headers={"Authorization": f"{scheme} {token}"}, timeout=30
+        )
+        body = _problem(r, 401)
+        missing = _problem(httpx.get(f"{api.url}{path}", timeout=30), 401)
+        assert body["code"] == missing["code"] == "unauthorized", body
+        assert set(body) == set(missing), (body, missing)
+        assert "Bearer" in body["detail"], body
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "BeArEr"])
+def test_the_bearer_scheme_is_case_insensitive(api: ApiServer, scheme: str) -> None:
+    """RFC 7235 section 2.1: the auth-scheme is a case-insensitive token."""
+    token, user = register(api, _email("case"))
+    r = httpx.get(
+        f"{api.url}/api/auth/profile", headers={"Authorization": f"{scheme} {token}"}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == user["id"]
+
+
 def _claims(user_id: str, role: str = "COMPRADOR", **over: Any) -> dict[str, Any]:
     now = int(time.time())
     claims: dict[str, Any] = {

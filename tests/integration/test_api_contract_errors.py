@@ -1,5 +1,6 @@
 """The error contract at the HTTP edge (issue 17): a body that is not JSON is a 400
-``invalid_json`` on every route; JSON with invalid fields is a 422 that lists every
+``invalid_json`` on every route, and one not sent as JSON (its ``Content-Type``) a 415
+``unsupported_media_type``; JSON with invalid fields is a 422 that lists every
 invalid field in plain words; a sold-out refusal names the category; every error carries a
 ``code``; login limits slow guessing without letting a stranger lock the holder out."""
 
@@ -58,6 +59,137 @@ def test_a_body_that_is_not_json_is_400_invalid_json(
     body = expect_problem(_raw(api, method, path, content, token), 400)
     assert body["code"] == "invalid_json", body
     assert "JSON" in body["detail"], body
+
+
+# -- 415 for a body that is not sent as JSON ------------------------------------------------
+
+BODY_ROUTES = [
+    ("POST", "/api/orders", "COMPRADOR"),
+    ("POST", "/api/auth/login", None),
+    ("POST", "/api/auth/register", None),
+    ("POST", "/api/events", "ORGANIZADOR"),
+    ("PUT", "/api/orders/e.0123456789abcdef/confirm", "COMPRADOR"),
+]
+
+
+def _typed(
+    api: ApiServer, method: str, path: str, content: str, token: str | None, ctype: str | None
+) -> httpx.Response:
+    headers = {**bearer(token), **({"Content-Type": ctype} if ctype is not None else {})}
+    return httpx.request(method, f"{api.url}{path}", content=content, headers=headers, timeout=30)
+
+
+@pytest.mark.parametrize(("method", "path", "role"), BODY_ROUTES)
+@pytest.mark.parametrize(
+    "ctype",
+    [
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",  # what curl -d sends without -H
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "text/json",
+        "application/jsonx",
+        "application/json-seq",
+        "application/+json",
+        "json",
+        "",
+    ],
+    ids=[
+        "none",
+        "text-plain",
+        "form",
+        "multipart",
+        "xml",
+        "text-json",
+        "jsonx",
+        "json-seq",
+        "bare-suffix",
+        "no-subtype",
+        "empty",
+    ],
+)
+def test_a_body_not_sent_as_json_is_415(
+    api: ApiServer, method: str, path: str, role: str | None, ctype: str | None
+) -> None:
+    token = api.tokens[role] if role else None
+    r = _typed(api, method, path, '{"email": "a@b.com", "password": "Secret123"}', token, ctype)
+    body = expect_problem(r, 415)
+    assert body["code"] == "unsupported_media_type", body
+    assert "application/json" in body["detail"], body
+    assert r.headers["accept"] == "application/json", r.headers
+
+
+@pytest.mark.parametrize(
+    "ctype",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON;Charset=UTF-8",
+        "application/merge-patch+json",
+        "application/vnd.onsale.order+JSON; v=1",
+    ],
+)
+def test_json_and_structured_json_media_types_are_accepted(
+    api: ApiServer, buyer: str, ctype: str
+) -> None:
+    event = create_event(api, api.tokens["ORGANIZADOR"], [("Pista", 10, 5)])
+    order = f'{{"eventoId": "{event["id"]}", "tickets": [{{"categoriaId": '
+    order += f'"{event["categorias"][0]["id"]}", "cantidad": 1}}]}}'
+    r = _typed(api, "POST", "/api/orders", order, buyer, ctype)
+    assert r.status_code == 201, r.text
+    # a bad body under an accepted type is judged as JSON, as before
+    body = expect_problem(_typed(api, "POST", "/api/auth/login", "{", None, ctype), 400)
+    assert body["code"] == "invalid_json", body
+
+
+@pytest.mark.parametrize(("method", "path", "role"), BODY_ROUTES)
+def test_no_body_without_a_content_type_is_still_400_invalid_json(
+    api: ApiServer, method: str, path: str, role: str | None
+) -> None:
+    """No content: no media type to refuse; the body that is missing is the problem."""
+    token = api.tokens[role] if role else None
+    for ctype in (None, "text/plain"):
+        body = expect_problem(_typed(api, method, path, "", token, ctype), 400)
+        assert body["code"] == "invalid_json", body
+
+
+def test_routes_without_a_body_ignore_the_content_type(api: ApiServer, buyer: str) -> None:
+    event = create_event(api, api.tokens["ORGANIZADOR"], [("Pista", 10, 5)])
+    cat = event["categorias"][0]["id"]
+    r = _post(
+        api,
+        "/api/orders",
+        {"eventoId": event["id"], "tickets": [{"categoriaId": cat, "cantidad": 1}]},
+        buyer,
+    )
+    assert r.status_code == 201, r.text
+    order_id = r.json()["id"]
+    r = _typed(api, "PUT", f"/api/orders/{order_id}/cancel", "whatever", buyer, "text/plain")
+    assert r.status_code == 200 and r.json()["estado"] == "CANCELLED", r.text
+    for ctype in (None, "text/plain"):
+        r = _typed(api, "GET", "/api/orders/my-orders", "", buyer, ctype)
+        assert r.status_code == 200, r.text
+
+
+def test_the_415_is_documented_on_the_routes_that_take_a_body(api: ApiServer) -> None:
+    doc = httpx.get(f"{api.url}/schema/openapi.json", timeout=30).json()
+    with_body = without_body = 0
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            has_415 = "415" in op["responses"]
+            assert has_415 == ("requestBody" in op), (method, path, op["responses"].keys())
+            if has_415:
+                with_body += 1
+                response = op["responses"]["415"]
+                assert "application/problem+json" in response["content"], response
+                assert "unsupported_media_type" in response["description"], response
+                assert "Accept" in response["headers"], response
+            else:
+                without_body += 1
+    assert with_body >= 10 and without_body >= 10, (with_body, without_body)
 
 
 def test_json_that_is_not_an_object_stays_422(api: ApiServer, buyer: str) -> None:
@@ -158,6 +290,11 @@ def test_every_error_response_has_a_code(api: ApiServer, buyer: str) -> None:
         (httpx.get(f"{api.url}/api/nope", timeout=30), 404, "not_found"),
         (httpx.delete(f"{api.url}/api/auth/login", timeout=30), 405, "method_not_allowed"),
         (_raw(api, "POST", "/api/orders", "{", buyer), 400, "invalid_json"),
+        (
+            _typed(api, "POST", "/api/orders", "{}", buyer, "text/plain"),
+            415,
+            "unsupported_media_type",
+        ),
     ]
     for r, status, code in cases:
         body = expect_problem(r, status)

@@ -258,6 +258,40 @@ def test_quantity_given_as_a_string_holds_nothing(api: ApiServer, buyer: str) ->
     assert _stock(api, event["id"]) == {cat: 5}
 
 
+# -- media type --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
+def test_a_json_order_sent_as_another_media_type_is_415_and_holds_nothing(
+    api: ApiServer, buyer: str, content_type: str
+) -> None:
+    event = create_event(api, api.tokens["ORGANIZADOR"], [("A", 1, 5)])
+    cat = event["categorias"][0]["id"]
+    order = (
+        f'{{"eventoId": "{event["id"]}", "tickets": [{{"categoriaId": "{cat}", "cantidad": 2}}]}}'
+    )
+    headers = {**bearer(buyer), **({"Content-Type": content_type} if content_type else {})}
+    r = httpx.post(f"{api.url}/api/orders", content=order, headers=headers, timeout=30)
+    problem = _problem(r, 415)
+    assert problem["code"] == "unsupported_media_type", problem
+    assert _stock(api, event["id"]) == {cat: 5}
+    mine = httpx.get(f"{api.url}/api/orders/my-orders", headers=bearer(buyer), timeout=30).json()
+    assert all(o["eventoId"] != event["id"] for o in mine["data"]), mine
+
+
+def test_a_json_update_or_sign_up_sent_as_text_changes_nothing(api: ApiServer) -> None:
+    org = api.tokens["ORGANIZADOR"]
+    event = create_event(api, org, [("A", 1, 5)])
+    r = _raw(api, "PUT", f"/api/events/{event['id']}", '{"enVenta": false}', org, "text/plain")
+    _problem(r, 415)
+    assert httpx.get(f"{api.url}/api/events/{event['id']}", timeout=30).json()["enVenta"] is True
+    email = _email("text")
+    sign_up = f'{{"nombre": "T", "email": "{email}", "password": "Secret123"}}'
+    _problem(_raw(api, "POST", "/api/auth/register", sign_up, None, "text/plain"), 415)
+    login = {"email": email, "password": "Secret123"}
+    _problem(_json(api, "POST", "/api/auth/login", login), 401)  # nobody was created
+
+
 # -- dates at the edges ------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from api.schemas import EventIn, EventPatch, OrderIn, RegisterIn
-from api.validation import body_errors, plain_message
+from api.validation import UnsupportedMediaType, body_errors, is_json_media_type, plain_message
 
 
 def _errors(type_: object, body: object) -> dict[str, str]:
@@ -51,3 +51,58 @@ def test_nested_lists_and_optional_fields() -> None:
 )
 def test_plain_message(message: str, plain: str) -> None:
     assert plain_message("limit", message) == plain
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        b"application/json",
+        b"application/json; charset=utf-8",
+        b"application/json;charset=UTF-8",
+        b"  Application/JSON  ",
+        b"APPLICATION/JSON; CHARSET=utf-8",
+        b"application/merge-patch+json",
+        b"application/vnd.api+json",
+        b"application/problem+json",
+        b"application/vnd.onsale.order.v1+JSON; q=1",
+    ],
+)
+def test_json_media_types(content_type: bytes) -> None:
+    assert is_json_media_type(content_type)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        b"",
+        b";charset=utf-8",
+        b"text/plain",
+        b"text/plain; charset=utf-8",
+        b"application/x-www-form-urlencoded",
+        b"multipart/form-data; boundary=x",
+        b"text/json",
+        b"json",
+        b"application/jsonx",
+        b"application/json-seq",
+        b"application/+json",
+        b"application/x json+json",
+        b"application/xml",
+        b"text/vnd.x+json",
+        b"application/json+xml",
+        b"application/json/x",
+    ],
+)
+def test_not_json_media_types(content_type: bytes | None) -> None:
+    assert not is_json_media_type(content_type)
+
+
+def test_unsupported_media_type_says_what_to_send() -> None:
+    exc = UnsupportedMediaType(b"text/plain; charset=utf-8")
+    assert exc.status_code == 415
+    assert (
+        exc.detail == "the body must be JSON: send Content-Type: application/json (not text/plain)"
+    )
+    assert exc.headers == {"Accept": "application/json"}
+    assert "has no Content-Type" in UnsupportedMediaType(None).detail
+    assert len(UnsupportedMediaType(b"x/" + b"y" * 1000).detail) < 200
