@@ -9,8 +9,9 @@ Three kinds of series (docs/metrics.md):
   (``engine.expiry.ExpiryStats``, ``persistence.writer.WriterStats``: plain integers, no
   prometheus there), copied into counters by difference (:class:`StatsExport`). With
   ``onsale serve --workers N`` they are kept in prometheus_client's multiprocess mode
-  (``PROMETHEUS_MULTIPROC_DIR``, under DATA_DIR, emptied when ``onsale serve`` starts), so
-  any worker's scrape reports the sum over every worker.
+  (``PROMETHEUS_MULTIPROC_DIR``, by default ``DATA_DIR/prometheus/<PORT>``, one per
+  server; the files of dead processes removed when ``onsale serve`` starts), so any
+  worker's scrape reports the sum over every worker.
 * **Redis-wide**, which cost Redis reads in proportion to the number of events (every
   event's inventory, every order log's writer lag). :class:`RedisFigures` reads them at
   most once per :data:`MAX_AGE_S` (longer when a read itself takes long), whatever the

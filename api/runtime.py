@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gc
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -45,7 +48,9 @@ def ensure_redis(settings: Settings) -> tuple[str, RedisServer | None]:
     One embedded server per DATA_DIR: its URL is written to ``DATA_DIR/redis/redis.url``
     and exported, so worker processes and other commands (``onsale audit`` beside a
     running ``onsale serve``) use the running server instead of starting a second one on
-    the same AOF file.
+    the same AOF file. The look and the start are one step under an exclusive ``flock`` of
+    ``DATA_DIR/redis/redis.lock`` (held only meanwhile; the kernel drops it with a process
+    that dies), so two commands starting together on one DATA_DIR start one server.
     """
     if settings.redis_url:
         return settings.redis_url, None
@@ -54,21 +59,40 @@ def ensure_redis(settings: Settings) -> tuple[str, RedisServer | None]:
         return inherited, None
     data_dir = Path(settings.data_dir) / "redis"
     url_file = data_dir / "redis.url"
-    running = _answering(url_file)
-    if running:
-        os.environ[EMBEDDED_URL_ENV] = running
-        return running, None
-    server = RedisServer(
-        data_dir=data_dir,
-        port=_embedded_port(),
-        maxmemory=settings.redis_maxmemory,
-        compact_aof=True,
-    )
-    server.start()
-    url_file.write_text(server.url)
+    with _starting(data_dir / "redis.lock"):
+        running = _answering(url_file)
+        if running:
+            os.environ[EMBEDDED_URL_ENV] = running
+            return running, None
+        server = RedisServer(
+            data_dir=data_dir,
+            port=_embedded_port(),
+            maxmemory=settings.redis_maxmemory,
+            compact_aof=True,
+        )
+        server.start()
+        url_file.write_text(server.url)
     os.environ[EMBEDDED_URL_ENV] = server.url
     log.info("embedded redis-server %s on %s (data in %s)", server.binary, server.url, data_dir)
     return server.url, server
+
+
+@contextlib.contextmanager
+def _starting(lock_file: Path) -> Iterator[None]:
+    """``lock_file`` locked (``flock``, exclusive, waiting for another holder) meanwhile;
+    not locked when this user may not write there (finding a running server still works)."""
+    try:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        opened = lock_file.open("a")
+    except OSError:
+        yield
+        return
+    with opened as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
 
 
 def _answering(url_file: Path) -> str | None:

@@ -1,6 +1,13 @@
 """``onsale serve``: the API and the WebSocket under uvicorn (``--workers N``), on PORT
 and, when set, WS_PORT too; the start-up banner; prometheus_client's multiprocess
-directory for several workers."""
+directory for several workers.
+
+The ports are bound first, before anything else is touched: a second ``onsale serve``
+started by mistake on a port in use (on the same DATA_DIR or not) stops there with one
+line, and the running server's metric files, Redis, store and sockets are left as they
+are. Several servers on one DATA_DIR and different ports are a supported deployment
+(several API processes on one store, docs/scaling.md): each keeps its multiprocess files
+in a directory of its own, ``DATA_DIR/prometheus/<PORT>``."""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import asyncio
 import logging
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from api.commands.common import (
@@ -23,29 +31,77 @@ from api.commands.common import (
 )
 from api.settings import Settings
 
+LISTEN_BACKLOG = 2048  # uvicorn's default --backlog, which it applies again when serving
 
-def _metrics_dir(settings: Settings, workers: int) -> None:
+
+def _metrics_dir(settings: Settings, workers: int, port: int) -> None:
     """prometheus_client's multiprocess mode for ``--workers N`` (N > 1), or when
-    PROMETHEUS_MULTIPROC_DIR is set: its directory (default DATA_DIR/prometheus) emptied,
-    and named in the environment every worker inherits. Before anything imports
-    prometheus_client, which picks its value store at import."""
+    PROMETHEUS_MULTIPROC_DIR is set: its directory (default ``DATA_DIR/prometheus/<PORT>``,
+    one per server, as several may share a DATA_DIR), named in the environment every
+    worker inherits, with the files of the last run removed: those of processes no longer
+    alive, never those of a live one (another server given the same directory). Before
+    anything imports prometheus_client, which picks its value store at import."""
     import os
-    from pathlib import Path
 
     configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
     if not configured and workers <= 1:
         return
-    directory = Path(configured) if configured else settings.data_dir / "prometheus"
+    directory = Path(configured) if configured else settings.data_dir / "prometheus" / str(port)
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):  # the counts of the last run
-        stale.unlink()
+        if not _live_process_file(stale):
+            stale.unlink(missing_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory.resolve())
+
+
+def _live_process_file(path: Path) -> bool:
+    """Whether a multiprocess file (``<kind>_<pid>.db``) is a live process's, other than
+    this one (in a container a restart often gets the last run's pid). A zombie is dead:
+    the workers of a supervisor killed with them stay zombies until some init reaps them."""
+    import os
+
+    pid = path.stem.rsplit("_", 1)[-1]
+    if not pid.isdigit() or int(pid) in (0, os.getpid()):
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except PermissionError:  # alive, another user's
+        pass
+    except (ProcessLookupError, OverflowError):
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:  # gone since; or no /proc (not Linux): as os.kill said
+        return not Path("/proc/self").exists()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_or_exit()
     args.workers = _workers(settings, args.workers)
-    _metrics_dir(settings, args.workers)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    where = f"--port {port}" if args.port else f"PORT={port}"
+    sockets = [_listen(host, port, where)]  # before anything is touched
+    try:
+        if settings.ws_port is not None and settings.ws_port != port:
+            sockets.append(_listen(host, settings.ws_port, f"WS_PORT={settings.ws_port}"))
+        return _start(settings, args, host, port, sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _start(
+    settings: Settings,
+    args: argparse.Namespace,
+    host: str,
+    port: int,
+    sockets: list[socket.socket],
+) -> int:
+    _metrics_dir(settings, args.workers, port)
     if args.seed:
         refuse_seed_in_production(settings, "serve --seed")
     check_mongodb(settings)
@@ -58,8 +114,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         if args.seed:
             asyncio.run(seed_demo(settings, url))
-        host = args.host or settings.host
-        port = args.port or settings.port
         _banner(settings, host, port, url, args)
         options: dict[str, Any] = {
             "factory": True,
@@ -88,17 +142,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "ws_ping_timeout": 20,
             "timeout_graceful_shutdown": 10,
         }
-        if settings.ws_port is not None and settings.ws_port != port:
+        if len(sockets) > 1:
             logging.getLogger("onsale").info(
                 "/ws and /socket.io/ also on port %d", settings.ws_port
             )
-            config = uvicorn.Config("api.app:app_from_env", **options)
-            return _serve_on_two_ports(config, settings.ws_port)
-        uvicorn.run("api.app:app_from_env", **options)
+        return _run(uvicorn.Config("api.app:app_from_env", **options), sockets)
     finally:
         if server:
             server.stop()
-    return 0
 
 
 def _workers(settings: Settings, flag: int | None) -> int:
@@ -156,17 +207,18 @@ def _banner(settings: Settings, host: str, port: int, redis_url: str, args: Any)
     )
 
 
-def _serve_on_two_ports(config: Any, ws_port: int) -> int:
-    """PORT and WS_PORT (the original's 3001) served by one uvicorn server per worker.
+def _run(config: Any, sockets: list[socket.socket]) -> int:
+    """uvicorn on the sockets bound by :func:`cmd_serve` (PORT, and WS_PORT when set).
 
     uvicorn serves every listening socket it is handed with the same app, in one event
     loop: one lifespan, one hub, one set of background tasks, so a client on either port
-    joins the same rooms. Signals, graceful shutdown and ``--workers`` work as usual.
+    joins the same rooms. Signals, graceful shutdown and ``--workers`` (uvicorn's
+    ``Multiprocess`` supervisor) work as under ``uvicorn.run``, which binds the port only
+    after the app's start-up (one worker) instead.
     """
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    sockets = [config.bind_socket(), _listen(config.host, ws_port)]
     server = uvicorn.Server(config)
     try:
         if config.workers > 1:
@@ -175,21 +227,28 @@ def _serve_on_two_ports(config: Any, ws_port: int) -> int:
             server.run(sockets=sockets)
     except KeyboardInterrupt:
         pass
-    finally:
-        for sock in sockets:
-            sock.close()
     return 0 if config.workers > 1 or server.started else 3
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """A bound, inheritable TCP socket, as uvicorn's own ``Config.bind_socket`` makes."""
+def _listen(host: str, port: int, where: str) -> socket.socket:
+    """A bound, listening, inheritable TCP socket, as uvicorn's own ``Config.bind_socket``
+    makes (SO_REUSEADDR) but listening at once: two sockets with SO_REUSEADDR may both bind
+    a port nobody listens on yet, so a second server would find out only later, at
+    ``listen``, after its start-up. A port in use is one line and exit 3."""
+    import errno
+
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
     except OSError as e:
         sock.close()
-        print(f"onsale: cannot listen on WS_PORT={port}: {e}", file=sys.stderr)
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        reason = e.strerror or str(e)
+        if e.errno == errno.EADDRINUSE:
+            reason += " (another server is running there; nothing was changed)"
+        print(f"onsale: cannot listen on {where} ({shown}): {reason}", file=sys.stderr)
         raise SystemExit(3) from None
     sock.set_inheritable(True)
     return sock

@@ -58,10 +58,10 @@ def start_api(
     plain_uvicorn: bool = False,
     **env: str,
 ) -> ApiServer:
-    """``onsale serve --workers N`` on a free port; with ``plain_uvicorn``, the app under
-    ``uvicorn --factory`` itself instead (its stock HTTP protocol, none of serve's options),
-    as a deployment on any ASGI server runs it."""
-    port = free_port()
+    """``onsale serve --workers N`` on a free port (``PORT`` in ``env``: that one); with
+    ``plain_uvicorn``, the app under ``uvicorn --factory`` itself instead (its stock HTTP
+    protocol, none of serve's options), as a deployment on any ASGI server runs it."""
+    port = int(env.pop("PORT", 0)) or free_port()
     full_env = {
         **os.environ,
         "APP_ENV": "test",

@@ -210,7 +210,7 @@ def test_holds_through_both_workers_are_all_counted_in_one_scrape(
 ) -> None:
     api = two_workers
     metrics = f"{api.url}/metrics"
-    directory = api.data_dir / "prometheus"
+    directory = api.data_dir / "prometheus" / api.env["PORT"]  # one per server (its PORT)
     assert directory.is_dir() and list(directory.glob("*.db")), "not in multiprocess mode"
     organizer, _ = register(api, unique_email("org"), role="ORGANIZADOR")
     event = create_event(api, organizer, [("General", 10, 1000)])

@@ -26,6 +26,7 @@ from api.settings import (
     parse_duration,
     read_dotenv,
 )
+from engine.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -234,7 +235,8 @@ def test_seed_is_refused_in_production(tmp_path: Path, args: tuple[str, ...]) ->
 def test_unreachable_mongodb_is_one_line_within_seconds(tmp_path: Path) -> None:
     uri = "mongodb://127.0.0.1:1/x?serverSelectionTimeoutMS=500"
     started = time.monotonic()
-    proc = _cli("serve", MONGODB_URI=uri, DATA_DIR=str(tmp_path), PORT="1")
+    # PORT not 1: serve listens on its port before the check, and would answer itself.
+    proc = _cli("serve", MONGODB_URI=uri, DATA_DIR=str(tmp_path), PORT=str(free_port()))
     assert time.monotonic() - started < 15
     assert proc.returncode not in (0, None), proc
     lines = proc.stderr.strip().splitlines()
