@@ -212,6 +212,21 @@ def problem_fields(body: dict[str, Any]) -> list[str]:
     return [e["field"] for e in body.get("errors", [])]
 
 
+def assert_audit_clean(api: ApiServer, *events: str, timeout: float = 120) -> str:
+    """``onsale audit`` beside a running server (its Redis and store), as an operator runs
+    it, ``--event`` for each of ``events`` (every event when none): it must find nothing
+    wrong. Its report."""
+    command = [sys.executable, "-m", "api.cli", "audit"]
+    for event_id in events:
+        command += ["--event", event_id]
+    done = subprocess.run(
+        command, cwd=REPO, env=api.env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 violations" in done.stdout, done.stdout
+    return done.stdout
+
+
 def bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 

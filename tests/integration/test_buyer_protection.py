@@ -5,8 +5,6 @@ parallel rush, hold extension, the waitlist (race, offers down the list, the
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,8 +14,8 @@ import httpx
 import pytest
 
 from tests.integration.conftest import (
-    REPO,
     ApiServer,
+    assert_audit_clean,
     bearer,
     create_event,
     expect_problem,
@@ -71,14 +69,7 @@ def available(api: ApiServer, event: dict[str, Any]) -> int:
 
 
 def audit_clean(api: ApiServer, event: dict[str, Any]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "audit", "--event", event["id"]],
-        cwd=REPO,
-        env=api.env,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert_audit_clean(api, event["id"])
 
 
 def test_cap_race_holds_exactly_the_cap_and_release_gives_it_back(server: ApiServer) -> None:

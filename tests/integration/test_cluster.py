@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -30,7 +28,7 @@ from engine.redis_server import LocalCluster
 from persistence.aio import AsyncStore
 from persistence.sqlite import SQLiteStore
 from persistence.writer import OrderWriter
-from tests.integration.conftest import REPO, ApiServer, create_event, register
+from tests.integration.conftest import ApiServer, assert_audit_clean, create_event, register
 
 pytestmark = pytest.mark.slow
 
@@ -219,15 +217,7 @@ def test_api_and_websocket_on_cluster(
                         return frames
 
     asyncio.run(scenario())
-    out = subprocess.run(
-        [sys.executable, "-m", "api.cli", "audit"],
-        cwd=REPO,
-        env=api.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0 and "0 violations" in out.stdout, out.stdout + out.stderr
+    assert_audit_clean(api)
 
 
 async def test_primary_failover_during_a_rush(tmp_path: Path) -> None:

@@ -10,16 +10,14 @@ from __future__ import annotations
 import json
 import re
 import socket
-import subprocess
-import sys
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.integration.conftest import (
-    REPO,
     ApiServer,
+    assert_audit_clean,
     bearer,
     create_event,
     register,
@@ -163,15 +161,7 @@ def test_a_client_that_leaves_mid_hold_takes_nothing_with_it(
         f"{served.url}/api/orders", json=_order(event), headers=bearer(buyer), timeout=30
     )
     assert r.status_code in (201, 409), r.text
-    audit = subprocess.run(
-        [sys.executable, "-m", "api.cli", "audit"],
-        cwd=REPO,
-        env=served.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert_audit_clean(served)
 
 
 def test_expect_100_continue_with_the_body_sent_anyway_is_answered_as_uvicorn_does(

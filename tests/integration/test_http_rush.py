@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import random
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 
 import httpx
 import pytest
 
-from tests.integration.conftest import REPO, ApiServer, create_event, register
+from tests.integration.conftest import ApiServer, assert_audit_clean, create_event, register
 
 pytestmark = pytest.mark.slow
 
@@ -124,13 +122,4 @@ def test_http_rush_sells_exactly_the_stock(api_factory: Callable[..., ApiServer]
     for cat_id, n in held.items():
         assert by_id[cat_id]["retenidos"] == n
 
-    audit = subprocess.run(
-        [sys.executable, "-m", "api.cli", "audit"],
-        cwd=REPO,
-        env=api.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert audit.returncode == 0, audit.stdout + audit.stderr
-    assert "0 violations" in audit.stdout
+    assert_audit_clean(api)

@@ -25,6 +25,7 @@ from engine.redis_server import LocalCluster
 from tests.integration.conftest import (
     REPO,
     ApiServer,
+    assert_audit_clean,
     bearer,
     create_event,
     expect_problem,
@@ -357,14 +358,7 @@ def _run_crowd(
 
 
 def _audit(api: ApiServer) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "api.cli", "audit"],
-        cwd=REPO,
-        env=api.env,
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
+    assert_audit_clean(api)
 
 
 def test_exact_under_concurrency_across_two_processes(
