@@ -146,9 +146,22 @@ def handle_validation(request: Request[Any, Any, Any], exc: ValidationException)
 def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     detail = exc.detail if status < 500 else TITLES.get(status, "Error")
+    headers = exc.headers
     if status == 401:
+        challenge = REFUSED_CHALLENGE if detail in _REFUSED_DETAILS else BEARER_CHALLENGE
+        headers = {**(headers or {}), WWW_AUTHENTICATE: challenge}
         detail = _UNAUTHORIZED.get(detail, detail)
-    return problem(request, status, detail, headers=exc.headers)
+    return problem(request, status, detail, headers=headers)
+
+
+# Every 401 says how to authenticate (RFC 9110 section 15.5.2): the Bearer scheme, and
+# ``error="invalid_token"`` when the token sent was refused (RFC 6750 section 3).
+WWW_AUTHENTICATE = "WWW-Authenticate"
+BEARER_CHALLENGE = 'Bearer realm="onsale"'
+REFUSED_CHALLENGE = 'Bearer realm="onsale", error="invalid_token"'
+_REFUSED_DETAILS = frozenset(
+    {"Invalid token", "Unauthorized", "invalid token", "the account no longer exists"}
+)
 
 
 # Litestar's JWT refusals, said the way a client developer reads them.
@@ -177,6 +190,8 @@ def service_problem(
     headers = None
     if isinstance(exc, svc.Unavailable):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif status == 401:
+        headers = {WWW_AUTHENTICATE: BEARER_CHALLENGE}
     detail = exc.message if status < 500 else TITLES.get(status, "Error")
     return status, problem_body(path, status, detail, **extra), headers
 

@@ -182,6 +182,12 @@ ACCEPT = _header(
     Schema(type=OpenAPIType.STRING, enum=["application/json"]),
     required=True,
 )
+CHALLENGE = _header(
+    'How to authenticate (RFC 9110): `Bearer realm="onsale"`, with `error="invalid_token"` '
+    "when the token sent was refused (RFC 6750).",
+    Schema(type=OpenAPIType.STRING),
+    required=True,
+)
 # Success-response headers by operation and status.
 ROUTE_HEADERS: dict[str, dict[str, dict[str, OpenAPIHeader]]] = {
     "POST /api/orders": {
@@ -234,8 +240,8 @@ def automatic_errors(handler: HTTPRouteHandler, route: HTTPRoute) -> set[int]:
 class DocumentedOperation(Operation):
     """An operation as Litestar builds it, then: Litestar's ValidationException answer
     (``{status_code, detail, extra}``, never sent) removed, ``Retry-After`` on the
-    problems that carry it (``Accept`` on the 415), and the success headers of
-    :data:`ROUTE_HEADERS`."""
+    problems that carry it (``Accept`` on the 415, ``WWW-Authenticate`` on the 401), and
+    the success headers of :data:`ROUTE_HEADERS`."""
 
     def __post_init__(self) -> None:
         finish_operation(self, {})
@@ -257,6 +263,8 @@ def finish_operation(op: Operation, headers: Mapping[str, Mapping[str, OpenAPIHe
             extra["Retry-After"] = RETRY_AFTER
         if PROBLEM in content and status == "415":
             extra["Accept"] = ACCEPT
+        if PROBLEM in content and status == "401":
+            extra["WWW-Authenticate"] = CHALLENGE
         if extra:
             response.headers = {**(response.headers or {}), **extra}
 

@@ -395,3 +395,34 @@ def test_tokens_of_a_deleted_user_stop_working(api: ApiServer) -> None:
             break
         _time.sleep(0.5)
     assert status == 401
+
+
+def test_every_401_says_how_to_authenticate(api: ApiServer) -> None:
+    """RFC 9110 section 15.5.2: a 401 carries ``WWW-Authenticate``; RFC 6750 section 3:
+    ``error="invalid_token"`` when the token sent was refused, none when none was sent."""
+    plain = 'Bearer realm="onsale"'
+    refused = 'Bearer realm="onsale", error="invalid_token"'
+    token, _ = register(api, _email("challenge"))
+    expired = jwt.encode(
+        _claims("u" * 24, iat=int(time.time()) - 120, exp=int(time.time()) - 60),
+        TEST_SECRET,
+        algorithm="HS256",
+    )
+    forged = jwt.encode(_claims("u" * 24), "another-secret-0123456789abcdef0123", algorithm="HS256")
+    cases = {
+        "no token": ({}, plain),
+        "another scheme": ({"Authorization": f"Basic {token}"}, plain),
+        "garbage": ({"Authorization": "Bearer not-a-jwt"}, refused),
+        "expired": ({"Authorization": f"Bearer {expired}"}, refused),
+        "forged": ({"Authorization": f"Bearer {forged}"}, refused),
+    }
+    for name, (headers, challenge) in cases.items():
+        for method, path in (("GET", "/api/auth/profile"), ("POST", "/api/orders")):
+            r = httpx.request(method, f"{api.url}{path}", headers=headers, json={}, timeout=30)
+            _problem(r, 401)
+            assert r.headers.get("www-authenticate") == challenge, (name, path, r.headers)
+    wrong = _login(api, _email("nobody"), "Secret123")
+    _problem(wrong, 401)
+    assert wrong.headers.get("www-authenticate") == plain
+    ok = httpx.get(f"{api.url}/api/auth/profile", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200 and "www-authenticate" not in ok.headers
