@@ -7,6 +7,10 @@ and every RESERVED order has a deadline in the sorted set. ``available`` is what
 sale; tickets set aside for a category's waitlist (returned, about to be offered) count
 beside it: ``available + set_aside + held + sold == total``. Waitlist offers are RESERVED
 orders, so they count as held. The buyer counts (the buyer cap) add up to held + sold.
+
+The waitlist: each category's waiting count is the length of its list, the event's total
+of waiters is their sum, and nothing waits in (or is counted for) a category that is not
+armed: a removed category takes its waitlist with it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ import msgspec
 
 from engine import keys
 from engine.core import Engine
+from engine.models import EventStock
+from engine.vocabulary import text
+
+# Inventory fields kept per category (lua/lib/common.lua): ``<prefix>:<categoryId>``.
+CATEGORY_FIELDS = ("t", "a", "h", "s", "p", "n", "low", "r", "w")
 
 
 class Violation(msgspec.Struct):
@@ -78,6 +87,9 @@ async def audit(engine: Engine, event_ids: list[str] | None = None) -> AuditRepo
             if sold[c.id] > c.sold:
                 problems.append(f"sold counter {c.sold} but CONFIRMED orders hold {sold[c.id]}")
             report.violations += [Violation(event_id, c.id, p) for p in problems]
+        report.violations += [
+            Violation(event_id, c, p) for c, p in await _waitlist_problems(engine, stock)
+        ]
         counted = sum((await engine.buyer_counts(event_id)).values())
         committed = sum(c.held + c.sold for c in stock.categories)
         if counted != committed:
@@ -85,3 +97,37 @@ async def audit(engine: Engine, event_ids: list[str] | None = None) -> AuditRepo
                 Violation(event_id, None, f"buyer counts add up to {counted}, not {committed}")
             )
     return report
+
+
+async def _waitlist_problems(engine: Engine, stock: EventStock) -> list[tuple[str | None, str]]:
+    """The waitlist's counters against its lists, and what is left of categories that are
+    not armed (O(categories) reads: the lists are counted, not read)."""
+    event_id = stock.event_id
+    queue = keys.waitlist_queue(event_id)
+    pipe = engine.redis.pipeline(transaction=False)
+    pipe.hgetall(keys.inventory(event_id))
+    pipe.zcard(queue)
+    for c in stock.categories:
+        pipe.zlexcount(queue, f"[{c.id}:", f"[{c.id}:~")
+    inv, listed, *lengths = await pipe.execute()
+    fields = {text(k): text(v) for k, v in inv.items()}
+    problems: list[tuple[str | None, str]] = []
+    for c, length in zip(stock.categories, lengths, strict=True):
+        if int(length) != c.waiting:
+            problems.append((c.id, f"{c.waiting} counted waiting but {length} in its waitlist"))
+    waiting = sum(c.waiting for c in stock.categories)
+    total = int(fields.get("wl", 0))
+    if total != waiting:
+        problems.append((None, f"waitlist total {total} but its categories count {waiting}"))
+    stray = int(listed) - sum(int(n) for n in lengths)
+    if stray:
+        problems.append((None, f"{stray} waitlist entries wait in categories that are not armed"))
+    armed = {c.id for c in stock.categories}
+    left: dict[str, list[str]] = {}
+    for name in fields:
+        prefix, sep, category = name.partition(":")
+        if sep and prefix in CATEGORY_FIELDS and category not in armed:
+            left.setdefault(category, []).append(name)
+    for category, names in sorted(left.items()):
+        problems.append((category, f"fields of a category that is not armed: {sorted(names)}"))
+    return problems

@@ -80,9 +80,18 @@ class InventoryMixin(EngineBase):
         return int(payload)
 
     async def remove_category(self, event_id: str, category_id: str) -> None:
+        """Remove a category nobody holds or bought; its waitlist closes with it (each
+        waiter told, ``waitlist:closed``). The script closes a bounded batch of entries
+        per call and says how many are left: it is called again until none is (each call
+        O(small), the category gone from the first)."""
+        self._check_id(category_id)
         code, payload = await self._adjust(event_id, category_id, -1, 0, "")
         if code < 0:
             raise refusal(code, payload)
+        while int(payload or 0) > 0:
+            code, payload = await self._adjust(event_id, category_id, -1, 0, "")
+            if code < 0:  # -4: another call closed the rest meanwhile
+                break
 
     async def _adjust(
         self, event_id: str, category_id: str, total: int, price: float, name: str

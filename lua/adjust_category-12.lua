@@ -1,7 +1,12 @@
 --[[
   Create, resize or remove one category of an armed event, atomically against live holds.
   Resizing moves the difference into (or out of) available stock; it may not go below
-  what is already held plus sold. Removing is allowed only when nothing is held or sold.
+  what is already held plus sold. Removing is allowed only when nothing is held or sold
+  (a waitlist offer out is a hold); it closes the category's waitlist in this same step:
+  its counters go, and each waiting entry leaves the list and its buyer is told
+  (waitlist:closed on their channel), at most WAITLIST_CLOSE entries per call. More
+  waiters than that: the caller calls again (remove the same category) until none is left;
+  such a call finds the category gone and closes the next entries of its list.
   Tickets a raised total adds go first to the category's waitlist (lib/common.lua
   offer_category), in this same step.
 
@@ -14,7 +19,8 @@
 
   Returns {code, payload, offers, pending} (offers, pending: as expire_hold's):
      0  available      created or resized (payload: the new stock on sale)
-     2  ""             removed
+     2  count          removed, or more of a removed category's waitlist closed
+                       (payload: its waiting entries still to close: call again while > 0)
     -1  ""             event not armed
     -4  cat id         category not found (resize or remove of an unknown category)
     -6  ""             malformed request
@@ -34,17 +40,55 @@ if not redis.call('HGET', inv, 'state') then return {-1, ''} end
 local row = redis.call('HMGET', inv, 't:' .. c, 'h:' .. c, 's:' .. c, 'r:' .. c, 'w:' .. c)
 local cats = cjson.decode(redis.call('HGET', inv, 'cats') or '[]')
 
+local WAITLIST_CLOSE = 100  -- waiting entries a removal closes per call (O(small))
+local wl, wlq = KEYS[7], KEYS[8]
+local lo, hi = '[' .. c .. ':', '[' .. c .. ':~'  -- c's part of the waitlist queue
+
+-- The next WAITLIST_CLOSE waiting entries of removed category c leave its list: each
+-- entry goes (the category, its only reader, is gone) and its buyer is told. Returns how
+-- many waiting entries of c are left after these.
+local function close_waitlist()
+  local members = redis.call('ZRANGEBYLEX', wlq, lo, hi, 'LIMIT', 0, WAITLIST_CLOSE)
+  for _, m in ipairs(members) do
+    local id = string.match(m, ':([^:]+)$')
+    local json = redis.call('HGET', wl, 'e:' .. id)
+    local entry = json and cjson.decode(json)
+    if entry and entry.estado == 'ESPERANDO' then
+      local mine = 'u:' .. entry.usuarioId .. ':' .. c
+      if redis.call('HGET', wl, mine) == id then redis.call('HDEL', wl, mine) end
+      redis.call('HDEL', wl, 'e:' .. id)
+      feed_add(feed, maxlen, 'waitlist:closed',
+        {eventoId = event_id, categoriaId = c, motivo = 'category_removed'}, entry.usuarioId)
+    end
+  end
+  if #members > 0 then redis.call('ZREM', wlq, unpack(members)) end
+  return redis.call('ZLEXCOUNT', wlq, lo, hi)
+end
+
 if new_total == -1 then
-  if not row[1] then return {-4, c} end
+  local waiting = tonumber(row[5]) or 0
+  if not row[1] then
+    -- Gone already: a removal that left waiters to close goes on, else unknown.
+    if redis.call('ZLEXCOUNT', wlq, lo, hi) == 0 then return {-4, c} end
+    -- All checks passed: first write below.
+    if row[5] then
+      redis.call('HDEL', inv, 'w:' .. c)
+      redis.call('HINCRBY', inv, 'wl', -waiting)
+    end
+    return {2, tostring(close_waitlist())}
+  end
   local committed = tonumber(row[2]) + tonumber(row[3])
   if committed > 0 then return {-13, tostring(committed)} end
+
+  -- All checks passed: first write below.
   redis.call('HDEL', inv, 't:' .. c, 'a:' .. c, 'h:' .. c, 's:' .. c, 'p:' .. c, 'n:' .. c,
-    'low:' .. c, 'r:' .. c)
+    'low:' .. c, 'r:' .. c, 'w:' .. c)
+  if waiting ~= 0 then redis.call('HINCRBY', inv, 'wl', -waiting) end
   local kept = {}
   for _, x in ipairs(cats) do if x ~= c then kept[#kept + 1] = x end end
-  redis.call('HSET', inv, 'cats', cjson.encode(kept))
+  redis.call('HSET', inv, 'cats', #kept > 0 and cjson.encode(kept) or '[]')
   feed_add(feed, maxlen, 'ticket:stock-update', {eventoId = event_id, categoriaId = c, nuevoStock = 0})
-  return {2, ''}
+  return {2, tostring(close_waitlist())}
 end
 
 if not row[1] then

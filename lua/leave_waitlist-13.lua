@@ -15,6 +15,8 @@
   Returns {code, payload, offers, pending} (offers, pending: as expire_hold's):
      0  entry JSON   left
      3  order id     the entry's offer is another order than ARGV[4]: call again with it
+    -4  category id  category not armed (removed: its waitlist closes with it, see
+                     adjust_category; leaving it here would count a list that is gone)
    -20  ""           no live entry (ESPERANDO or OFERTADO) of this buyer in the category
 ]]
 -- @include common
@@ -23,6 +25,7 @@ local buyers, wl, wlq, offer_timer = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local event_id, c, user_id, offer_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local maxlen, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 
+if redis.call('HEXISTS', inv, 't:' .. c) == 0 then return {-4, c} end
 local entry_id = redis.call('HGET', wl, 'u:' .. user_id .. ':' .. c)
 local raw = entry_id and redis.call('HGET', wl, 'e:' .. entry_id)
 local entry = raw and cjson.decode(raw)

@@ -224,6 +224,15 @@ class WaitlistOffer(msgspec.Struct, frozen=True):
     expires_at: str = msgspec.field(name="expiraEn")
 
 
+class WaitlistClosed(msgspec.Struct, frozen=True):
+    """The buyer's waiting entry left a list that closed: ``motivo`` ``category_removed``
+    (the organizer removed the category; the entry is gone). The user's channel."""
+
+    event_id: str = msgspec.field(name="eventoId")
+    category_id: str = msgspec.field(name="categoriaId")
+    reason: str = msgspec.field(name="motivo")
+
+
 class QueueAdmitted(msgspec.Struct, frozen=True):
     """The buyer is admitted: hold with ``Admission-Token: <admisionToken>`` before
     ``admisionExpiraEn`` (the user's channel)."""
@@ -262,6 +271,7 @@ FEED_PAYLOADS: dict[str, type[msgspec.Struct]] = {
     "event:update": EventUpdate,
     "order:status-change": OrderStatusChange,
     "waitlist:offer": WaitlistOffer,
+    "waitlist:closed": WaitlistClosed,
     "queue:admitted": QueueAdmitted,
     "queue:sold-out": QueueSoldOut,
     "queue:update": QueueUpdate,
@@ -271,7 +281,9 @@ ROOM_EVENTS = frozenset(
     {"ticket:stock-update", "ticket:almost-sold-out", "event:update", "queue:update"}
 )
 """Feed entries for an event's room."""
-USER_EVENTS = frozenset({"order:status-change", "waitlist:offer", "queue:admitted"})
+USER_EVENTS = frozenset(
+    {"order:status-change", "waitlist:offer", "waitlist:closed", "queue:admitted"}
+)
 """Feed entries for the room of the entry's ``user``."""
 QUEUE_EVENTS = frozenset({"queue:sold-out"})
 """Feed entries for every queued buyer of the event whose socket sent ``join:queue``."""

@@ -328,6 +328,11 @@ class EventService:
         return LiveCategory(category, left)
 
     async def delete_category(self, who: Principal, event_id: str, category_id: str) -> None:
+        """Refused (409 ``category_in_use``) while any of its tickets is held or sold, a
+        waitlist offer out included. Its waiters do not block it: they hold nothing, and
+        the organizer has no way to empty a list. Redis removes the category and closes its
+        waitlist in the same script (every waiter told, ``waitlist:closed``), then the
+        store drops it."""
         async with self.engine.event_lock(event_id):
             event = await self._owned(event_id, who)
             _category_of(event, category_id)

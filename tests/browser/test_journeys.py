@@ -533,3 +533,41 @@ def test_buyer_cap_waitlist_offer_and_hold_extension(
     page.click("#confirm-btn")
     expect(panel).to_have_attribute("data-estado", "CONFIRMED")
     expect(page.locator("#offer-banner")).to_be_hidden()
+
+
+def test_a_removed_category_closes_the_buyers_waitlist_live(api: ApiServer, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    if "/api/events/{event_id}/waitlist" not in get_paths(api):
+        pytest.skip("the API has no waitlist yet")
+    org, _ = register(api, email("rm-org"), role="ORGANIZADOR")
+    event = create_event(api, org, [("Floor", 20.0, 5), ("Soon", 90.0, 0)], nombre="Removal")
+    eid = event["id"]
+    floor, soon = (c["id"] for c in event["categorias"])
+    address = email("rm-buyer")
+    register(api, address)
+
+    page.goto(f"{api.url}/#/events/{eid}")
+    login(page, address, PASSWORD)
+    wait = bar(page, soon).locator(".cat-wait")
+    expect(wait).to_be_visible()
+    wait.get_by_role("button", name="Join the waitlist").click()
+    expect(wait.locator(".wait-status")).to_contain_text("You are on the waitlist")
+    page.wait_for_timeout(1500)  # the hub refreshes the events its user rooms follow
+    r = httpx.delete(f"{api.url}/api/events/{eid}/categories/{soon}", headers=bearer(org))
+    assert r.status_code == 204, r.text
+    # Told live on the buyer's channel; the category leaves the page.
+    expect(page.locator("#waitlist-banner")).to_be_visible()
+    expect(page.locator("#waitlist-text")).to_have_text(
+        "The organizer removed Soon from Removal: you are no longer on its waitlist."
+    )
+    expect(bar(page, soon)).to_have_count(0)
+    expect(bar(page, floor)).to_be_visible()
+    shot(page, "54-waitlist-closed")
+    page.click("#waitlist-dismiss")
+    expect(page.locator("#waitlist-banner")).to_be_hidden()
+
+
+def get_paths(api: ApiServer) -> dict[str, Any]:
+    paths: dict[str, Any] = httpx.get(f"{api.url}/schema/openapi.json").json()["paths"]
+    return paths

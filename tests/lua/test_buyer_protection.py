@@ -1,6 +1,7 @@
 """Contract tests of the buyer-protection scripts: the buyer cap in hold_tickets and the
-releases, extend_hold, join_waitlist, leave_waitlist, offer_waitlist, and the waitlist
-offers the releasing scripts (expire_hold, cancel_order, sweep_due, adjust_category) make."""
+releases, extend_hold, join_waitlist, leave_waitlist, offer_waitlist, the waitlist
+offers the releasing scripts (expire_hold, cancel_order, sweep_due, adjust_category) make,
+and a removed category's waitlist closing with it (adjust_category) and the audit of it."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import pytest
 from redis.asyncio import Redis
 
 from engine import keys
-from engine.audit import audit
+from engine.audit import Violation, audit
 from engine.core import Engine, EngineConfig
 from engine.errors import (
     BuyerLimit,
+    CategoryInUse,
+    CategoryNotFound,
     ExtensionRefused,
     LimitExceeded,
     NotInWaitlist,
@@ -23,6 +26,7 @@ from engine.errors import (
     WaitlistDuplicate,
 )
 from engine.models import CategorySpec
+from engine.vocabulary import text
 
 pytestmark = pytest.mark.asyncio
 
@@ -284,4 +288,101 @@ async def test_a_raised_total_goes_to_the_waitlist_and_offers_past_the_slots(
     offered = [u for _, u in await feed_of(redis, "e1", "waitlist:offer")]
     assert offered == users
     assert await stock(engine, "e1", "a") == (0, 0, 11, 0)
+    await clean(engine, "e1")
+
+
+# -- a removed category's waitlist ---------------------------------------------------------
+
+
+async def closed_to(redis: Redis, event_id: str) -> list[tuple[str, str | None]]:
+    """(category, user) of each waitlist:closed entry of the feed, in order."""
+    out = []
+    for data, user in await feed_of(redis, event_id, "waitlist:closed"):
+        assert data.pop("motivo") == "category_removed" and data.pop("eventoId") == event_id
+        assert list(data) == ["categoriaId"]
+        out.append((data["categoriaId"], user))
+    return out
+
+
+async def test_removing_a_category_closes_a_long_waitlist_in_bounded_calls(
+    redis: Redis,
+) -> None:
+    engine = await make_engine(redis)
+    await engine.arm_event("e1", [CategorySpec(id=c, name=c, price=5, total=0) for c in "ab"])
+    users = [f"u{i}" for i in range(250)]
+    for user in users:
+        await engine.join_waitlist("e1", "a", user, 1)
+    for user in ("v1", "v2", "v3"):
+        await engine.join_waitlist("e1", "b", user, 1)
+    # One call: the category is gone at once and the first 100 waiters are told.
+    assert await engine._adjust("e1", "a", -1, 0, "") == (2, "150")
+    stock = await engine.stock("e1")
+    assert stock is not None and [c.id for c in stock.categories] == ["b"]
+    assert await closed_to(redis, "e1") == [("a", u) for u in users[:100]]
+    with pytest.raises(CategoryNotFound):  # nobody can join the closing list
+        await engine.join_waitlist("e1", "a", "late", 1)
+    with pytest.raises(CategoryNotFound):  # nor leave it: the removal closes it
+        await engine.leave_waitlist("e1", "a", "u200")
+    report = await audit(engine, ["e1"])
+    assert report.violations == [
+        Violation("e1", None, "150 waitlist entries wait in categories that are not armed")
+    ]
+    # The removal goes on where it stopped (a retried DELETE does the same).
+    await engine.remove_category("e1", "a")
+    assert await closed_to(redis, "e1") == [("a", u) for u in users]
+    queued = [text(m) for m in await redis.zrange(keys.waitlist_queue("e1"), 0, -1)]
+    assert [m.split(":")[0] for m in queued] == ["b"] * 3
+    fields = {text(f) for f in await redis.hkeys(keys.waitlist("e1"))}
+    assert {f for f in fields if f.startswith("u:")} == {"u:v1:b", "u:v2:b", "u:v3:b"}
+    assert len(fields) == 1 + 3 * 2  # seq, and b's three entries
+    inv = {text(k): text(v) for k, v in (await redis.hgetall(keys.inventory("e1"))).items()}
+    assert [f for f in inv if f.endswith(":a")] == [] and inv["wl"] == "3"
+    places = [(await engine.waitlist_entries("e1", u))[0].position for u in ("v1", "v2", "v3")]
+    assert places == [1, 2, 3]
+    with pytest.raises(CategoryNotFound):
+        await engine.remove_category("e1", "a")
+    await clean(engine, "e1")
+
+
+async def test_a_category_with_an_offer_out_is_not_removed(redis: Redis) -> None:
+    engine = await make_engine(redis)
+    await engine.arm_event("e1", [CategorySpec(id="a", name="A", price=5, total=1)])
+    held = (await engine.hold("e1", "u1", [("a", 1)])).order
+    await engine.join_waitlist("e1", "a", "u2", 1)
+    await engine.join_waitlist("e1", "a", "u3", 1)
+    await engine.cancel(held.id, "u1")  # offered to u2; u3 waits
+    before = await redis.hgetall(keys.waitlist("e1")), await engine.stock("e1")
+    with pytest.raises(CategoryInUse) as refused:
+        await engine.remove_category("e1", "a")
+    assert refused.value.details["committed"] == 1
+    assert (await redis.hgetall(keys.waitlist("e1")), await engine.stock("e1")) == before
+    assert await closed_to(redis, "e1") == []
+    await clean(engine, "e1")
+
+
+async def test_audit_finds_what_a_removed_category_left_of_its_waitlist(redis: Redis) -> None:
+    engine = await make_engine(redis)
+    await engine.arm_event("e1", [CategorySpec(id=c, name=c, price=5, total=0) for c in "ab"])
+    for user in ("u1", "u2"):
+        await engine.join_waitlist("e1", "a", user, 1)
+    await engine.join_waitlist("e1", "b", "u3", 1)
+    await clean(engine, "e1")
+    # What the removal did before it closed the waitlist: the category's stock fields and
+    # its place in "cats" went, its waiting count, the total and the list stayed.
+    inv = keys.inventory("e1")
+    await redis.hdel(inv, "t:a", "a:a", "h:a", "s:a", "p:a", "n:a")
+    await redis.hset(inv, "cats", '["b"]')
+    await redis.hincrby(inv, "w:b", 1)  # and a count that is not its list's length
+    report = await audit(engine, ["e1"])
+    assert report.violations == [
+        Violation("e1", "b", "2 counted waiting but 1 in its waitlist"),
+        Violation("e1", None, "waitlist total 3 but its categories count 2"),
+        Violation("e1", None, "2 waitlist entries wait in categories that are not armed"),
+        Violation("e1", "a", "fields of a category that is not armed: ['w:a']"),
+    ]
+    await redis.hincrby(inv, "w:b", -1)
+    # Removing the category again closes what was left, counters included.
+    await engine.remove_category("e1", "a")
+    assert await closed_to(redis, "e1") == [("a", "u1"), ("a", "u2")]
+    assert await redis.hget(inv, "wl") == b"1" and not await redis.hexists(inv, "w:a")
     await clean(engine, "e1")

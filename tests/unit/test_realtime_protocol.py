@@ -86,6 +86,7 @@ def test_feed_payload_types_read_what_the_scripts_store() -> None:
             "orderId": "e1.x",
             "expiraEn": "2030-01-01T00:00:00.000Z",
         },
+        "waitlist:closed": {"eventoId": "e1", "categoriaId": "a", "motivo": "category_removed"},
         "queue:admitted": {
             "eventoId": "e1",
             "admisionToken": "t",

@@ -3,13 +3,14 @@
 // bought); a waitlist for a category with none left (once the API has one).
 
 import { api, capabilities, enc } from "./api.js";
-import { watchCurrent } from "./feed.js";
+import { onFrameOf, watchCurrent } from "./feed.js";
 import { renderOrder, loadMyOrder, setEventOrder } from "./orders.js";
 import { admissionUsed, bindQueuePanel, holdRefused, leaveQueueView, loadQueue, onQueueChange, queueGate, startQueue } from "./queue.js";
 import { bind, catWidget, eventKey, resetBindings } from "./render.js";
 import { isCurrent, nextNav, registerView, setView } from "./router.js";
 import { requestSales } from "./sales.js";
 import { canManage, eventIdOfOrder, eventUnavailableReason, mergeEvent, state } from "./state.js";
+import { refreshEventSoon } from "./stock.js";
 import { $, el, eventHref, formatWhen, money, plural, randomHex, setText, showError } from "./util.js";
 
 let caps = { waitlist: false };
@@ -317,8 +318,23 @@ async function loadWaitlist(eventId, nav) {
   }
 }
 
+// The organizer removed a category the buyer waited for: its waitlist closed with it
+// (`waitlist:closed` on the user's channel). Say so, and read the event again: the
+// category leaves the page.
+function onWaitlistClosed(d) {
+  const ev = state.events.get(d.eventoId);
+  const cat = ev && ev.cats.get(d.categoriaId);
+  waitEntries.delete(`${d.eventoId}:${d.categoriaId}`);
+  const what = cat ? cat.nombre : "a ticket category";
+  const where = ev && ev.nombre ? ` from ${ev.nombre}` : "";
+  setText($("waitlist-text"), `The organizer removed ${what}${where}: you are no longer on its waitlist.`);
+  $("waitlist-banner").hidden = false;
+  refreshEventSoon(d.eventoId);
+}
+
 export function forgetWaitlist() {
   waitEntries.clear();
+  $("waitlist-banner").hidden = true;
 }
 
 export function startEvent() {
@@ -328,6 +344,10 @@ export function startEvent() {
     leave: leaveQueueView,
   });
   $("hold-form").addEventListener("submit", onHold);
+  $("waitlist-dismiss").addEventListener("click", () => {
+    $("waitlist-banner").hidden = true;
+  });
+  onFrameOf("waitlist:closed", onWaitlistClosed);
   startQueue();
   onQueueChange(applyQueueGate);
 }
