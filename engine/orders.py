@@ -1,8 +1,10 @@
-"""Reading orders as Redis holds them: one order, an event's orders, and a user's recent
-orders (read-your-writes before the writer has stored them): the :class:`OrderReadsMixin`
-part of the Engine."""
+"""Reading orders as Redis holds them: one order or several by id, an event's orders, and a
+user's recent orders (read-your-writes before the writer has stored them): the
+:class:`OrderReadsMixin` part of the Engine."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from engine import keys
 from engine.base import RECENT_KEEP, RECENT_TTL_S, EngineBase
@@ -38,15 +40,23 @@ class OrderReadsMixin(EngineBase):
             [order.id, order.created_at, keep, ttl_s],
         )
 
-    async def recent_user_orders(self, user_id: str) -> list[Order]:
-        """The user's recent orders, as Redis holds them now, newest first."""
-        ids = [text(x) for x in await self.redis.zrevrange(keys.user_orders(user_id), 0, -1)]
-        if not ids:
+    async def get_orders(self, order_ids: Iterable[str]) -> list[Order]:
+        """The orders Redis holds among ``order_ids``, in their order (one pipelined read;
+        absent ones, and ids that name no event, are skipped)."""
+        wanted = [(oid, event_id) for oid in order_ids if (event_id := event_of_order(oid))]
+        if not wanted:
             return []
         pipe = self.redis.pipeline(transaction=False)
-        wanted = [(oid, event_of_order(oid)) for oid in ids]
         for oid, event_id in wanted:
-            if event_id is not None:
-                pipe.hget(keys.orders(event_id), oid)
+            pipe.hget(keys.orders(event_id), oid)
         found = await pipe.execute()
         return [decode_order(raw) for raw in found if raw]
+
+    async def recent_user_order_ids(self, user_id: str) -> list[str]:
+        """The ids in the user's recent-orders set, newest first: ids alone (some of them
+        may name orders Redis no longer holds, or never held)."""
+        return [text(x) for x in await self.redis.zrevrange(keys.user_orders(user_id), 0, -1)]
+
+    async def recent_user_orders(self, user_id: str) -> list[Order]:
+        """The user's recent orders, as Redis holds them now, newest first."""
+        return await self.get_orders(await self.recent_user_order_ids(user_id))

@@ -105,10 +105,26 @@ class AsyncStore(PooledAdapter[Store]):
     async def get_orders(self, order_ids: Collection[str]) -> list[Order]:
         return await self._run(self.store.get_orders, order_ids)
 
+    async def existing_order_ids(self, order_ids: Collection[str]) -> set[str]:
+        return await self._run(self.store.existing_order_ids, order_ids)
+
     async def list_user_orders(
-        self, user_id: str, page: int, limit: int
+        self,
+        user_id: str,
+        page: int,
+        limit: int,
+        *,
+        before: int = 0,
+        exclude_ids: Collection[str] | None = None,
     ) -> tuple[list[Order], int]:
-        return await self._run(self.store.list_user_orders, user_id, page, limit)
+        return await self._run(
+            self.store.list_user_orders,
+            user_id,
+            page,
+            limit,
+            before=before,
+            exclude_ids=exclude_ids,
+        )
 
     async def list_orders(
         self,

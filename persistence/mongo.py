@@ -48,6 +48,7 @@ from persistence.store import (
     latest_versions,
     money,
     page_offset,
+    page_rows,
 )
 
 __all__ = ["MongoStore", "bulk_outcome", "superseded_filter"]
@@ -55,7 +56,7 @@ __all__ = ["MongoStore", "bulk_outcome", "superseded_filter"]
 DUPLICATE_KEY = 11000
 _CONFIRMED = OrderStatus.CONFIRMED.value
 _RESERVED = OrderStatus.RESERVED.value
-_IN_CHUNK = 10_000  # ids per $in of get_orders
+_IN_CHUNK = 10_000  # ids per $in of get_orders and existing_order_ids
 
 
 def bulk_outcome(details: Doc) -> tuple[int, list[int]]:
@@ -267,8 +268,28 @@ class MongoStore(MongoDatabase):
                 found += [from_doc(d, Order) for d in self._orders.find({"_id": {"$in": chunk}})]
         return found
 
-    def list_user_orders(self, user_id: str, page: int, limit: int) -> tuple[list[Order], int]:
-        return self._order_page({"usuarioId": user_id}, page, limit)
+    def existing_order_ids(self, order_ids: Collection[str]) -> set[str]:
+        ids = list(order_ids)
+        found: set[str] = set()
+        with self._op():
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                found.update(
+                    str(d["_id"]) for d in self._orders.find({"_id": {"$in": chunk}}, {"_id": 1})
+                )
+        return found
+
+    def list_user_orders(
+        self,
+        user_id: str,
+        page: int,
+        limit: int,
+        *,
+        before: int = 0,
+        exclude_ids: Collection[str] | None = None,
+    ) -> tuple[list[Order], int]:
+        offset, count = page_rows(page, limit, before)
+        return self._order_page(_excluding({"usuarioId": user_id}, exclude_ids), offset, count)
 
     def list_orders(
         self,
@@ -284,10 +305,9 @@ class MongoStore(MongoDatabase):
             query["estado"] = status
         if event_id is not None:
             query["eventoId"] = event_id
-        return self._order_page(query, page, limit)
+        return self._order_page(query, page_offset(page, limit), limit)
 
-    def _order_page(self, query: Doc, page: int, limit: int) -> tuple[list[Order], int]:
-        offset = page_offset(page, limit)
+    def _order_page(self, query: Doc, offset: int, limit: int) -> tuple[list[Order], int]:
         with self._op():
             total = self._orders.count_documents(query)
             docs = list(self._orders.find(query).sort(NEWEST_FIRST).skip(offset).limit(limit))

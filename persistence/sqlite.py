@@ -42,6 +42,7 @@ from persistence.store import (
     latest_versions,
     money,
     page_offset,
+    page_rows,
     ticket_count,
 )
 
@@ -253,8 +254,32 @@ class SQLiteStore(SQLiteDatabase):
             ).fetchall()
         return [_order_decoder.decode(doc) for (doc,) in rows]
 
-    def list_user_orders(self, user_id: str, page: int, limit: int) -> tuple[list[Order], int]:
-        return self._order_page("WHERE user_id = ?", [user_id], page, limit)
+    def existing_order_ids(self, order_ids: Collection[str]) -> set[str]:
+        if not order_ids:
+            return set()
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT id FROM orders WHERE id IN (SELECT value FROM json_each(?))",
+                (_ids_json(order_ids),),
+            ).fetchall()
+        return {order_id for (order_id,) in rows}
+
+    def list_user_orders(
+        self,
+        user_id: str,
+        page: int,
+        limit: int,
+        *,
+        before: int = 0,
+        exclude_ids: Collection[str] | None = None,
+    ) -> tuple[list[Order], int]:
+        where: list[str] = ["user_id = ?"]
+        params: list[Any] = [user_id]
+        if exclude_ids:
+            where.append(_NOT_IN)
+            params.append(_ids_json(exclude_ids))
+        offset, count = page_rows(page, limit, before)
+        return self._order_page(f"WHERE {' AND '.join(where)}", params, offset, count)
 
     def list_orders(
         self,
@@ -270,12 +295,11 @@ class SQLiteStore(SQLiteDatabase):
             where.append(_NOT_IN)
             params.append(_ids_json(exclude_ids))
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        return self._order_page(clause, params, page, limit)
+        return self._order_page(clause, params, page_offset(page, limit), limit)
 
     def _order_page(
-        self, clause: str, params: list[Any], page: int, limit: int
+        self, clause: str, params: list[Any], offset: int, limit: int
     ) -> tuple[list[Order], int]:
-        offset = page_offset(page, limit)
         with self._read() as conn:
             total = conn.execute(f"SELECT COUNT(*) FROM orders {clause}", params).fetchone()[0]  # noqa: S608
             rows = conn.execute(

@@ -158,8 +158,23 @@ class Store(Protocol):
     def get_orders(self, order_ids: Collection[str]) -> list[Order]:
         """The stored orders among ``order_ids`` (any order; absent ids are skipped)."""
 
-    def list_user_orders(self, user_id: str, page: int, limit: int) -> tuple[list[Order], int]:
-        """A user's orders, newest first (created_at desc, id desc), and their total."""
+    def existing_order_ids(self, order_ids: Collection[str]) -> set[str]:
+        """Which of ``order_ids`` are stored (one query on the ids alone, no document read:
+        a buyer's order list asks it of their recent orders)."""
+
+    def list_user_orders(
+        self,
+        user_id: str,
+        page: int,
+        limit: int,
+        *,
+        before: int = 0,
+        exclude_ids: Collection[str] | None = None,
+    ) -> tuple[list[Order], int]:
+        """A user's orders, newest first (created_at desc, id desc), and their total; the
+        page is preceded by up to ``before`` rows (fewer near the top: the rows a reader
+        adding orders of its own above the page may push down into it); ``exclude_ids``
+        are left out of the rows and the total (readers overlaying newer copies)."""
 
     def list_orders(
         self,
@@ -204,6 +219,16 @@ def page_offset(page: int, limit: int) -> int:
     if page < 1 or limit < 1:
         raise ValueError(f"page and limit must be >= 1 (got page={page}, limit={limit})")
     return (page - 1) * limit
+
+
+def page_rows(page: int, limit: int, before: int = 0) -> tuple[int, int]:
+    """(offset, count) of the rows of a 1-based page preceded by up to ``before`` rows;
+    ValueError for a page or limit below 1, or a negative ``before``."""
+    if before < 0:
+        raise ValueError(f"before must be >= 0 (got {before})")
+    offset = page_offset(page, limit)
+    start = max(0, offset - before)
+    return start, offset + limit - start
 
 
 CONFIRMED = OrderStatus.CONFIRMED.value

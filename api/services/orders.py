@@ -19,7 +19,6 @@ from engine.models import HoldResult, Order
 from persistence.aio import AsyncStore
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-MAX_MERGED = 2000
 
 
 class PersistenceWaiter(Protocol):
@@ -212,46 +211,57 @@ class OrderService:
 
     async def mine(self, who: Principal, page: int, limit: int) -> tuple[list[Order], int]:
         """One page of the caller's orders, newest first, and their total: the store's
-        rows merged with the recent orders Redis holds (the newer version wins), so an
-        order shows before the writer has persisted it.
+        rows merged with the recent orders Redis holds (Redis's copy wins unless the
+        store's is newer), so an order shows before the writer has persisted it.
 
-        The store is read as deep as the page (``page * limit`` rows). A recent order
-        that is not among those rows but ranks above the last of them (or the store ran
-        out) is not in the store, so it counts towards the total without a look-up; only
-        recent orders older than the page need one (:meth:`_count_unstored`)."""
-        depth = min(page * limit, MAX_MERGED)
-        stored, stored_total = await self.store.list_user_orders(who.id, 1, depth)
-        recent = await self.engine.recent_user_orders(who.id)
-        merged = {o.id: o for o in stored}
-        floor = _rank(stored[-1]) if stored and len(stored) < stored_total else None
-        older: list[Order] = []
-        unpersisted = 0
-        for live in recent:
-            known = merged.get(live.id)
-            if known is None:
-                if floor is None or _rank(live) > floor:
-                    unpersisted += 1
-                else:
-                    older.append(live)
-            if known is None or live.version >= known.version:
-                merged[live.id] = live
-        if older:
-            unpersisted += await self._count_unstored(who.id, depth, older)
-        ordered = sorted(merged.values(), key=_rank, reverse=True)
-        return ordered[(page - 1) * limit : page * limit], stored_total + unpersisted
+        Only what the page needs is read: the ids of the caller's recent orders (Redis)
+        and which of them the store holds (ids alone); the others from Redis, the orders
+        the writer has not stored yet (usually none or a few); the store's page without
+        them (so one stored meanwhile counts once), preceded by as many rows as they are,
+        the rows they may push down into the page; Redis's copies of the page's recent
+        stored orders. The total is the store's plus the unstored orders."""
+        recent = await self.engine.recent_user_order_ids(who.id)
+        stored = await self.store.existing_order_ids(recent) if recent else set()
+        pending = [order_id for order_id in recent if order_id not in stored]
+        unstored = [o for o in await self.engine.get_orders(pending) if o.user_id == who.id]
+        unstored.sort(key=_rank, reverse=True)
+        offset = (page - 1) * limit
+        back = min(len(unstored), offset)
+        rows, stored_total = await self.store.list_user_orders(
+            who.id, page, limit, before=back, exclude_ids=pending or None
+        )
+        found = _merged_page(rows, offset - back, unstored, offset, limit)
+        overlaid = [o.id for o in found if o.id in stored]
+        if overlaid:
+            live = {o.id: o for o in await self.engine.get_orders(overlaid)}
+            found = [_newer(live.get(o.id), o) for o in found]
+        return found, stored_total + len(unstored)
 
-    async def _count_unstored(self, user_id: str, depth: int, older: list[Order]) -> int:
-        """How many of ``older`` (recent orders ranking below the store's first ``depth``
-        rows) the store does not hold: one read of the rows just below, deep enough to
-        hold them all; a point read only for those that read cannot settle."""
-        rows, _ = await self.store.list_user_orders(user_id, 1, depth + len(older))
-        ids = {o.id for o in rows[depth:]}
-        bottom = _rank(rows[-1]) if len(rows) == depth + len(older) else None
-        missing = 0
-        for order in older:
-            if order.id in ids:
-                continue
-            settled = bottom is None or _rank(order) > bottom
-            if settled or await self.store.get_order(order.id) is None:
-                missing += 1
-        return missing
+
+def _newer(live: Order | None, stored: Order) -> Order:
+    """Redis's copy of a stored order, unless the store's is newer (or Redis has none)."""
+    return live if live is not None and live.version >= stored.version else stored
+
+
+def _merged_page(
+    rows: list[Order], start: int, unstored: list[Order], offset: int, limit: int
+) -> list[Order]:
+    """Orders ``offset`` to ``offset + limit`` of the store's rows merged with the orders
+    it does not hold (``unstored``, newest first), given the store's rows from its row
+    ``start`` (``offset - start`` being at least as many as the unstored orders, unless
+    ``start`` is 0) down to the page's end or the store's.
+
+    A stored row's place is its row number plus the unstored orders ranking above it,
+    so the rows read are all that can reach the page; an unstored order ranking above
+    the first row read places before the page (and only counts), one ranking below the
+    last row read (while the store has more) after it."""
+    if start and not rows:
+        return []  # the store ends above the page: so does the merge
+    if start:
+        first = _rank(rows[0])
+        below = [o for o in unstored if _rank(o) < first]
+        base = start + len(unstored) - len(below)  # the place of rows[0]
+    else:
+        below, base = unstored, 0
+    merged = sorted([*rows, *below], key=_rank, reverse=True)
+    return merged[offset - base : offset - base + limit]

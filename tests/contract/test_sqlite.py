@@ -75,6 +75,17 @@ def test_indexes_exist_and_serve_the_listings(db_path: Path) -> None:
         "SELECT doc FROM orders WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT 5", "X"
     )
     assert "users_email_key" in plan("SELECT doc FROM users WHERE email_key = ?", "a@b")
+    # A buyer's order list: the page without the orders overlaid, and which recent orders
+    # are stored, from the primary key alone (no document read).
+    assert "orders_user" in plan(
+        "SELECT doc FROM orders WHERE user_id = ? AND id NOT IN (SELECT value FROM json_each(?)) "
+        "ORDER BY created_at DESC, id DESC LIMIT 5 OFFSET 3",
+        "u",
+        "[]",
+    )
+    assert "COVERING INDEX sqlite_autoindex_orders_1" in plan(
+        "SELECT id FROM orders WHERE id IN (SELECT value FROM json_each(?))", "[]"
+    )
     store.close()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from persistence.errors import DuplicateEmail, DuplicateId, StoreError
@@ -308,6 +310,16 @@ def test_get_orders_reads_many_ids_at_once(store: Store) -> None:
     assert store.get_orders([]) == []
 
 
+def test_existing_order_ids(store: Store) -> None:
+    orders = [f.order(created_at=f.T0 + i) for i in range(3)]
+    store.upsert_orders(orders)
+    wanted = [orders[0].id, "E1.missing", orders[2].id, "not-an-order-id"]
+    assert store.existing_order_ids(wanted) == {orders[0].id, orders[2].id}
+    assert store.existing_order_ids([]) == set()
+    many = [f"E9.{i:016x}" for i in range(600)]  # none stored; longer than any page
+    assert store.existing_order_ids([*many, orders[1].id]) == {orders[1].id}
+
+
 def test_listings_and_figures_can_leave_orders_out(store: Store) -> None:
     a = f.order(event_id="E1", status="CONFIRMED", created_at=f.T0 + 1, tickets=[("vip", 1, 150.0)])
     b = f.order(event_id="E1", status="CONFIRMED", created_at=f.T0 + 2, tickets=[("vip", 2, 150.0)])
@@ -354,6 +366,33 @@ def test_user_orders_newest_first_with_totals(store: Store) -> None:
     assert total == total2 == 7
     assert store.list_user_orders("me", 3, 4) == ([], 7)
     assert store.list_user_orders("nobody", 1, 4) == ([], 0)
+
+
+def test_user_orders_with_rows_before_the_page_and_left_out(store: Store) -> None:
+    mine = [f.order(user_id="me", created_at=f.T0 + i * 1000) for i in range(10)]
+    theirs = [f.order(user_id="them", created_at=f.T0 + 500 + i * 1000) for i in range(10)]
+    store.upsert_orders([*mine, *theirs])
+    ids = [o.id for o in reversed(mine)]  # newest first
+
+    def page(page: int, limit: int, **kw: Any) -> tuple[list[str], int]:
+        rows, total = store.list_user_orders("me", page, limit, **kw)
+        return [o.id for o in rows], total
+
+    assert page(3, 3, before=2) == (ids[4:9], 10)  # rows 6-8, with rows 4 and 5 before
+    assert page(2, 3, before=5) == (ids[:6], 10)  # fewer before near the top
+    assert page(1, 3, before=4) == (ids[:3], 10)
+    assert page(4, 3, before=1) == (ids[8:], 10)  # the end of the listing
+    assert page(5, 3, before=1) == ([], 10)
+    assert page(2, 3, before=0) == page(2, 3) == (ids[3:6], 10)
+    left_out = [ids[0], ids[4], theirs[0].id, "E1.missing"]
+    assert page(1, 4, exclude_ids=left_out) == ([ids[1], ids[2], ids[3], ids[5]], 8)
+    assert page(2, 3, before=2, exclude_ids=left_out) == (
+        [ids[2], ids[3], ids[5], ids[6], ids[7]],
+        8,
+    )
+    assert page(1, 4, exclude_ids=[]) == (ids[:4], 10)
+    with pytest.raises(ValueError):
+        store.list_user_orders("me", 1, 3, before=-1)
 
 
 def test_list_orders_filters_and_pages(store: Store) -> None:
