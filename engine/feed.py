@@ -39,6 +39,9 @@ class FeedEntry:
     user: str | None
     category: str | None
     frame: bytes
+    admission: str | None = None
+    """A ``queue:admitted`` entry's admission token (the hub tells each socket each
+    admission once)."""
 
 
 FrameEncoder = Callable[[str, bytes, str], bytes]
@@ -50,10 +53,13 @@ def _entry(event_id: str, raw_id: Any, fields: dict[Any, Any], encode: FrameEnco
     entry_id = text(raw_id)
     name = text(fields.get(b"event", b""))
     data = fields.get(b"data", b"{}")
-    category = None
+    category = admission = None
     if name == "ticket:stock-update":
         with contextlib.suppress(msgspec.DecodeError, AttributeError):
             category = str(msgspec.json.decode(data).get("categoriaId", ""))
+    elif name == "queue:admitted":
+        with contextlib.suppress(msgspec.DecodeError, AttributeError):
+            admission = str(msgspec.json.decode(data).get("admisionToken") or "") or None
     return FeedEntry(
         event_id=event_id,
         id=entry_id,
@@ -61,6 +67,7 @@ def _entry(event_id: str, raw_id: Any, fields: dict[Any, Any], encode: FrameEnco
         user=text(user) if user is not None else None,
         category=category,
         frame=encode(name, data, entry_id),
+        admission=admission,
     )
 
 

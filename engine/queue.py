@@ -288,6 +288,7 @@ class QueueEngine:
             tickets_left=max(0, on_sale),
             token=p.t if admitted else None,
             token_expires_ms=p.x if admitted else None,
+            read_ms=now,
         )
 
     async def leave(self, event_id: str, user_id: str) -> str:

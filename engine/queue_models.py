@@ -64,6 +64,9 @@ class Place:
     token: str | None = None
     token_expires_ms: int | None = None
     created: bool = False
+    read_ms: int = 0
+    """Redis's clock (ms) when the place was read: every write before it is in it (the
+    real-time queue watch orders reads and feed entries by it)."""
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,15 @@ async def dispatch(rooms: Rooms, user_rooms: Rooms, entries: list[FeedEntry]) ->
     while i < n:
         entry = entries[i]
         if entry.name in USER_EVENTS:
-            for client in user_rooms.get(entry.user or "", ()):
-                client.outbox.put(entry.frame)
+            token = entry.admission
+            if token is None:
+                for client in user_rooms.get(entry.user or "", ()):
+                    client.outbox.put(entry.frame)
+            else:  # queue:admitted: once per socket (api/realtime/client.py QueueTold)
+                entry_ms = id_tuple(entry.id)[0]
+                for client in user_rooms.get(entry.user or "", ()):
+                    if client.told(entry.event_id).admitted_by_feed(token, entry_ms):
+                        client.outbox.put(entry.frame)
             i += 1
             continue
         # A run of room entries of one event: one pass over its room.

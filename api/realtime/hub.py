@@ -176,7 +176,7 @@ class Hub:
         """The tailer's callback: one read's entries to this process's sockets."""
         await dispatch(self.rooms, self.user_rooms, entries)
         if self.queue_watch.watchers:
-            self.queue_watch.route(entries, self.user_rooms)
+            self.queue_watch.route(entries)
 
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.gather(

@@ -5,7 +5,14 @@ those buyers' heartbeat and reads their places; a buyer whose place moved gets o
 ``queue:position`` (so at most one a second: conflated by construction). ``queue:admitted``
 reaches the buyer at once from the event's feed (the admit script writes it for the user's
 channel) and ``queue:sold-out`` (one feed entry for the whole queue) goes to every buyer
-watched here; the once-a-second read also says either of them if a feed entry was missed.
+watched here; the once-a-second read also says either of them if a feed entry was missed
+(or is not delivered yet, or was before the socket joined).
+
+Both paths decide per socket, with what that socket was told
+(:class:`~api.realtime.client.QueueTold`): each admission is told once to each socket,
+whichever path comes first (the other is then silent), and a read that is older than what
+the socket was told is not applied to it. What a join says goes to the joining socket
+only.
 """
 
 from __future__ import annotations
@@ -15,8 +22,8 @@ import contextlib
 import logging
 
 from api.realtime import protocol
-from api.realtime.client import Client
-from engine.feed import FeedEntry
+from api.realtime.client import Client, mark
+from engine.feed import FeedEntry, id_tuple
 from engine.models import iso
 from engine.queue import Place, QueueEngine
 
@@ -30,15 +37,17 @@ class QueueWatch:
         self.queues = queues
         self.every_s = every_s
         self.watchers: dict[str, dict[str, set[Client]]] = {}
-        self._sent: dict[tuple[str, str], tuple[object, ...]] = {}
-        self._said: dict[tuple[str, str], str] = {}  # what was announced: token | "sold-out"
 
     def events(self) -> set[str]:
         return set(self.watchers)
 
     async def add(self, client: Client, event_id: str, user_id: str) -> None:
         """Watch ``user_id``'s place for ``client``; :class:`ClientError` when the user is
-        not in the queue. The first position goes out at once."""
+        not in the queue. The place goes out to ``client`` at once: its position, or its
+        sell-out, even if told before; an admission only if not told to it before."""
+        told = client.told(event_id)
+        told.position, told.sold_out = None, False
+        started = mark()
         try:
             places = await self.queues.places(event_id, [user_id])
         except Exception as e:
@@ -49,9 +58,7 @@ class QueueWatch:
         if places[0] is None:
             raise protocol.ClientError("not_in_queue", "join the queue first (POST .../join)")
         self.watchers.setdefault(event_id, {}).setdefault(user_id, set()).add(client)
-        self._sent.pop((event_id, user_id), None)
-        self._said.pop((event_id, user_id), None)
-        self._tell(event_id, user_id, places[0])
+        self._tell(event_id, places[0], started, {client})
 
     def remove(self, client: Client, event_id: str | None = None) -> None:
         for eid in [event_id] if event_id is not None else list(self.watchers):
@@ -59,29 +66,35 @@ class QueueWatch:
             if not users:
                 continue
             for user_id in list(users):
-                users[user_id].discard(client)
-                if not users[user_id]:
+                clients = users[user_id]
+                if client not in clients:
+                    continue
+                clients.discard(client)
+                client.told(eid or "").unwatched()
+                if not clients:
                     del users[user_id]
-                    self._sent.pop((eid or "", user_id), None)
-                    self._said.pop((eid or "", user_id), None)
             if not users:
                 del self.watchers[eid or ""]
 
-    def route(self, entries: list[FeedEntry], user_rooms: dict[str, set[Client]]) -> None:
-        """Feed entries for queued buyers watched here (a socket in the user's room got
-        ``queue:admitted`` from the fan-out already)."""
+    def route(self, entries: list[FeedEntry]) -> None:
+        """Feed entries for queued buyers watched here. A socket also in the user's room
+        was handed ``queue:admitted`` by the fan-out first: it is told once all the same."""
         for entry in entries:
+            users = self.watchers.get(entry.event_id)
+            if not users:
+                continue
             if entry.name == "queue:sold-out":
-                for user_id, clients in self.watchers.get(entry.event_id, {}).items():
-                    self._said[(entry.event_id, user_id)] = "sold-out"
+                entry_ms = id_tuple(entry.id)[0]
+                for clients in users.values():
                     for client in clients:
-                        client.outbox.put(entry.frame)
+                        if client.told(entry.event_id).sold_out_by_feed(entry_ms):
+                            client.outbox.put(entry.frame)
             elif entry.name == "queue:admitted" and entry.user:
-                clients = self.watchers.get(entry.event_id, {}).get(entry.user, set())
-                room = user_rooms.get(entry.user, set())
-                self._said[(entry.event_id, entry.user)] = "admitted"
-                for client in clients - room:
-                    client.outbox.put(entry.frame)
+                token, entry_ms = entry.admission, id_tuple(entry.id)[0]
+                for client in users.get(entry.user, ()):
+                    told = client.told(entry.event_id)
+                    if token is None or told.admitted_by_feed(token, entry_ms):
+                        client.outbox.put(entry.frame)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -97,6 +110,7 @@ class QueueWatch:
         users = list(self.watchers.get(event_id, {}))
         if not users:
             return
+        started = mark()
         try:
             places = await self.queues.places(event_id, users)
         except Exception as e:
@@ -104,46 +118,60 @@ class QueueWatch:
                 return  # deleted: the sockets keep their room, nothing more to say
             raise
         for user_id, place in zip(users, places, strict=True):
-            if place is not None:
-                self._tell(event_id, user_id, place)
+            clients = self.watchers.get(event_id, {}).get(user_id)
+            if place is not None and clients:
+                self._tell(event_id, place, started, clients)
 
-    def _tell(self, event_id: str, user_id: str, place: Place) -> None:
-        clients = self.watchers.get(event_id, {}).get(user_id)
-        if not clients:
-            return
-        key = (event_id, user_id)
-        frame: protocol.ServerFrame | None = None
-        if place.status == "ADMITIDO" and place.token:
-            if self._said.get(key) not in ("admitted", place.token):
-                frame = protocol.QueueAdmittedFrame(
-                    data=protocol.QueueAdmitted(
-                        event_id=event_id,
-                        token=place.token,
-                        expires_at=iso(place.token_expires_ms or 0),
-                    )
-                )
-            self._said[key] = place.token
-        elif place.status == "AGOTADO":
-            if self._said.get(key) != "sold-out":
-                frame = protocol.QueueSoldOutFrame(data=protocol.QueueSoldOut(event_id=event_id))
-            self._said[key] = "sold-out"
-        elif place.status == "ESPERANDO":
-            # Only a waiting buyer has a position: a used (USADO) or lost (PERDIDO) place
-            # is told nothing, or a page would show it waiting again.
-            self._said.pop(key, None)
-            now = (place.position, place.ahead, place.eta_s, place.tickets_left)
-            if self._sent.get(key) != now:
-                self._sent[key] = now
-                frame = protocol.QueuePosition(
-                    data=protocol.QueuePositionData(
-                        event_id=event_id,
-                        position=place.position,
-                        ahead=place.ahead,
-                        eta_s=place.eta_s,
-                        tickets_left=place.tickets_left,
-                    )
-                )
-        if frame is not None:
-            data = protocol.encode(frame)
-            for client in clients:
-                client.outbox.put(data)
+    def _tell(self, event_id: str, place: Place, started: int, clients: set[Client]) -> None:
+        """A place read (that started at ``started``) to the buyer's sockets: to each,
+        only what it was not told, and nothing if it was told something newer."""
+        frames: dict[str, bytes] = {}
+
+        def frame(kind: str) -> bytes:
+            data = frames.get(kind)
+            if data is None:
+                data = frames[kind] = protocol.encode(_frame(kind, event_id, place))
+            return data
+
+        status = place.status
+        figures = (place.position, place.ahead, place.eta_s, place.tickets_left)
+        for client in clients:
+            told = client.told(event_id)
+            if not told.read(started, place.read_ms):
+                continue
+            if status == "ADMITIDO" and place.token:
+                if told.admitted(place.token):
+                    client.outbox.put(frame("admitted"))
+            elif status == "AGOTADO":
+                if not told.sold_out:
+                    told.sold_out = True
+                    client.outbox.put(frame("sold-out"))
+            elif status == "ESPERANDO":
+                # Only a waiting buyer has a position: a used (USADO) or lost (PERDIDO)
+                # place is told nothing, or a page would show it waiting again.
+                told.sold_out = False  # waiting again: a later sell-out is news
+                if told.position != figures:
+                    told.position = figures
+                    client.outbox.put(frame("position"))
+
+
+def _frame(kind: str, event_id: str, place: Place) -> protocol.ServerFrame:
+    if kind == "admitted":
+        return protocol.QueueAdmittedFrame(
+            data=protocol.QueueAdmitted(
+                event_id=event_id,
+                token=place.token or "",
+                expires_at=iso(place.token_expires_ms or 0),
+            )
+        )
+    if kind == "sold-out":
+        return protocol.QueueSoldOutFrame(data=protocol.QueueSoldOut(event_id=event_id))
+    return protocol.QueuePosition(
+        data=protocol.QueuePositionData(
+            event_id=event_id,
+            position=place.position,
+            ahead=place.ahead,
+            eta_s=place.eta_s,
+            tickets_left=place.tickets_left,
+        )
+    )
