@@ -33,6 +33,7 @@ from engine.lifecycle import HoldLifecycleMixin, SweepResult
 from engine.models import HoldResult, Order, decode_order, new_order_id
 from engine.orders import OrderReadsMixin
 from engine.retention import RetentionMixin
+from engine.scripts import RedisBusy
 from engine.vocabulary import text
 from engine.waitlist import WaitlistMixin
 
@@ -194,13 +195,29 @@ class Engine(HoldLifecycleMixin, WaitlistMixin, InventoryMixin, RetentionMixin, 
         if remember and not self.config.batching and code >= 0:
             await self.note_user_order(decode_order(payload))
         if code < 0:
+            if remember and self.config.batching:
+                self._forget_remembered(user_id, order_id)
             raise refusal(code, payload)
         result = HoldResult(decode_order(payload), created=code == 0)
+        if remember and self.config.batching and result.order.id != order_id:
+            self._forget_remembered(user_id, order_id)  # a replay: the id went unused
         if result.created and self.deadline_watchers:
             self.note_deadline(event_id, result.order.expires_at, result.order.created_at)
         if record:
             return await self._remember_key(record, fingerprint, result)
         return result
+
+    def _forget_remembered(self, user_id: str, order_id: str) -> None:
+        """Take back an id the hold remembered in its round trip but made no order under
+        (refused, or a replay): stray ids filled the buyer's recent orders (one per refused
+        attempt, up to the 200 kept), and every order list and live order look-up read them.
+        Queued with the next batch, not awaited: the answer does not wait for it, and a
+        failure leaves a stray id behind, which the readers skip."""
+        try:
+            forgot = self.scripts.batched("forget_order", [keys.user_orders(user_id)], [order_id])
+        except RedisBusy:  # too much waits for Redis already: the refusal stands alone
+            return
+        forgot.add_done_callback(_retrieve)
 
     async def key_in_use(self, event_id: str, user_id: str, idempotency_key: str) -> bool:
         """Whether a hold with ``idempotency_key`` could be a replay: the user's record of
