@@ -68,21 +68,33 @@ class InventoryMixin(EngineBase):
         return code
 
     async def adjust_category(
-        self, event_id: str, category_id: str, total: int, *, price: float, name: str
+        self,
+        event_id: str,
+        category_id: str,
+        total: int,
+        *,
+        price: float,
+        name: str,
+        benefits: Sequence[str] = (),
     ) -> int:
-        """Create or resize one category against live holds. Returns its available stock."""
+        """Create, resize, rename or reprice one category against live holds; publishes
+        ``event:update`` with the category (``benefits`` go in it only: Redis keeps none),
+        then its stock when that moved. Returns its available stock."""
         self._check_id(category_id)
         if total < 0:
             raise InvalidRequest("total must be >= 0")
-        code, payload = await self._adjust(event_id, category_id, total, price, name)
+        code, payload = await self._adjust(
+            event_id, category_id, total, price, name, msgspec.json.encode(list(benefits))
+        )
         if code < 0:
             raise refusal(code, payload)
         return int(payload)
 
     async def remove_category(self, event_id: str, category_id: str) -> None:
         """Remove a category nobody holds or bought; its waitlist closes with it (each
-        waiter told, ``waitlist:closed``). The script closes a bounded batch of entries
-        per call and says how many are left: it is called again until none is (each call
+        waiter told, ``waitlist:closed``) and the first call publishes ``event:update``
+        ``{categoriaEliminada}``. The script closes a bounded batch of entries per call
+        and says how many are left: it is called again until none is (each call
         O(small), the category gone from the first)."""
         self._check_id(category_id)
         code, payload = await self._adjust(event_id, category_id, -1, 0, "")
@@ -94,7 +106,13 @@ class InventoryMixin(EngineBase):
                 break
 
     async def _adjust(
-        self, event_id: str, category_id: str, total: int, price: float, name: str
+        self,
+        event_id: str,
+        category_id: str,
+        total: int,
+        price: float,
+        name: str,
+        benefits: bytes = b"[]",
     ) -> tuple[int, str]:
         ids, timers = self._slots(event_id)
         raw = await self.scripts.call(
@@ -117,6 +135,7 @@ class InventoryMixin(EngineBase):
                 self.config.feed_maxlen,
                 self.config.offer_ttl_ms,
                 *ids,
+                benefits,
             ],
         )
         if len(raw) > 2:

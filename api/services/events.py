@@ -322,7 +322,12 @@ class EventService:
         updated = msgspec.structs.replace(event, categories=categories, updated_at=_now_ms())
         _check_capacity(updated.capacity, updated.categories)
         left = await self.engine.adjust_category(
-            event.id, category.id, category.total, price=category.price, name=category.name
+            event.id,
+            category.id,
+            category.total,
+            price=category.price,
+            name=category.name,
+            benefits=category.benefits,
         )
         await self.store.replace_event(updated)
         return LiveCategory(category, left)

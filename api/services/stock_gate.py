@@ -24,11 +24,12 @@ when it is sure it knows enough:
   gate would refuse first reads the key's two records in one round trip
   (``Engine.key_in_use``) and goes to the script when either exists.
 
-Any feed entry other than stock and order updates (the event changed, a queue opened, a
-waitlist offer), and a stock of 0 published without an order change (a category deleted),
-drops what the gate knows of the event; the next hold reads it again. A category renamed
-while the gate knows it keeps its old name in the gate's refusals until the event is read
-again.
+Any feed entry other than stock and order updates (the event changed, or one of its
+categories was created, renamed, repriced, resized or removed: ``event:update``; a queue
+opened; a waitlist offer), and a stock of 0 published without an order change (a category
+deleted), drops what the gate knows of the event; the next hold reads it again. So a new
+total is never refused from the stock before it, a removed category is the script's 404,
+and a renamed one is named by its new name.
 """
 
 from __future__ import annotations
@@ -194,8 +195,8 @@ class StockGate:
 
     def observe(self, entries: list[FeedEntry]) -> None:
         # A category deleted by its organizer is published as stock 0 with no order
-        # change beside it (lua/adjust_category): the script would answer 404, not
-        # sold_out, so such an update makes the gate forget the event.
+        # change beside it, then an event:update (lua/adjust_category): the script would
+        # answer 404, not sold_out, so either makes the gate forget the event.
         ordered = {e.event_id for e in entries if e.name == "order:status-change"}
         for entry in entries:
             k = self.known.get(entry.event_id)

@@ -59,6 +59,12 @@ local function feed_add(feed, maxlen, name, data, user)
   end
 end
 
+-- A feed entry whose data is JSON text the caller built (for a payload cjson cannot
+-- round-trip, such as an empty array).
+local function feed_add_json(feed, maxlen, name, json)
+  redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*', 'event', name, 'data', json)
+end
+
 -- Publish a category's new available stock and keep the low-stock flag in step:
 -- ticket:almost-sold-out fires once per downward crossing of the limit. The caller passes
 -- what it already read (total, threshold, whether the flag is set): a hot path saves reads.

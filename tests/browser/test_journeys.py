@@ -4,7 +4,8 @@ A visitor signs up, buys, confirms and finds the order in *My orders* (live); an
 signs up, creates an event with two categories, edits a price and watches it sell while the
 test moves stock through the API; an admin sees every event and the stats; "all held, may
 come back" is told apart from "sold out" and a page with nothing to buy says why; a phone
-brings Confirm into view after a hold; the header's wording follows the feed. Every step
+brings Confirm into view after a hold; the header's wording follows the feed; a second
+viewer sees categories added, changed and removed live. Every step
 leaves a screenshot in ``var/screenshots/journey-*.png``; the ``page`` fixture fails a test
 on any console error or page error.
 """
@@ -14,12 +15,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.browser.conftest import SCREENSHOTS, missing_browser
+from tests.browser.conftest import SCREENSHOTS, missing_browser, open_page
 from tests.browser.test_page import (
     PASSWORD,
     WsProxy,
@@ -566,6 +568,114 @@ def test_a_removed_category_closes_the_buyers_waitlist_live(api: ApiServer, page
     shot(page, "54-waitlist-closed")
     page.click("#waitlist-dismiss")
     expect(page.locator("#waitlist-banner")).to_be_hidden()
+
+
+# -- categories changed under a viewer ------------------------------------------------------------
+
+
+def test_a_second_viewer_sees_categories_added_changed_and_removed_live(
+    api: ApiServer, page: Any, browser: Any
+) -> None:
+    """The organizer adds, renames, reprices, resizes and removes categories (the REST
+    API, as the editor sends them) while a buyer has the event page open and a visitor the
+    list: both follow every change from the feed's event:update frames, in the same
+    document, without reading the event again, and the buyer's typed quantity stays."""
+    from playwright.sync_api import expect
+
+    org, _ = register(api, email("live-cats-org"), role="ORGANIZADOR")
+    soon = (datetime.now(UTC) + timedelta(hours=12)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = create_event(
+        api,
+        org,
+        [("Pista", 30.0, 40), ("Grada", 20.0, 30)],
+        capacity=200,
+        nombre="Live Categories",
+        fecha=soon,
+    )
+    eid = event["id"]
+    pista, grada = (c["id"] for c in event["categorias"])
+    base = f"{api.url}/api/events/{eid}/categories"
+    address = email("live-cats-buyer")
+    register(api, address)
+
+    page.goto(f"{api.url}/#/events/{eid}")
+    login(page, address, PASSWORD)
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    qty = bar(page, pista).locator("input.qty")
+    qty.fill("2")
+    expect(page.locator("#hold-total")).to_have_text("2 tickets · €60.00")
+    visitor, problems = open_page(browser)
+    try:
+        visitor.goto(f"{api.url}/")
+        expect(visitor.locator("#conn")).to_have_attribute("data-state", "live")
+        expect(bar(visitor, grada, eid)).to_be_visible()
+        reads: list[str] = []  # the event read again by either page from here on
+
+        def note_read(request: Any) -> None:
+            if re.search(rf"/api/events/{eid}$", request.url):
+                reads.append(request.url)
+
+        for p in (page, visitor):
+            p.evaluate("window.__sameDocument = true")
+            p.on("request", note_read)
+
+        # Added: a new row on both pages, with its name, price, stock and benefits.
+        r = httpx.post(
+            base,
+            json={"nombre": "Palco VIP", "precio": 95, "cantidadTotal": 10, "beneficios": ["Bar"]},
+            headers=bearer(org),
+        )
+        assert r.status_code == 201, r.text
+        palco = r.json()["id"]
+        row = bar(page, palco)
+        expect(row.locator(".cat-name")).to_have_text("Palco VIP")
+        expect(row.locator(".cat-price")).to_have_text("€95.00")
+        expect(row.locator(".cat-count")).to_have_text("10 of 10 left")
+        expect(row.locator(".cat-perks li")).to_have_text(["Bar"])
+        expect(page.locator("#event-cats .cat")).to_have_count(3)
+        expect(bar(visitor, palco, eid).locator(".cat-name")).to_have_text("Palco VIP")
+        expect(qty).to_have_value("2")
+
+        # Renamed and repriced: the row, the list card and the hold's total follow.
+        r = httpx.put(
+            f"{base}/{pista}", json={"nombre": "Pista Central", "precio": 35}, headers=bearer(org)
+        )
+        assert r.status_code == 200, r.text
+        expect(bar(page, pista).locator(".cat-name")).to_have_text("Pista Central")
+        expect(bar(page, pista).locator(".cat-price")).to_have_text("€35.00")
+        expect(page.locator("#hold-total")).to_have_text("2 tickets · €70.00")
+        expect(bar(visitor, pista, eid).locator(".cat-name")).to_have_text("Pista Central")
+        expect(bar(visitor, pista, eid).locator(".cat-price")).to_have_text("€35.00")
+
+        # Resized: the new total on both.
+        r = httpx.put(f"{base}/{palco}", json={"cantidadTotal": 12}, headers=bearer(org))
+        assert r.status_code == 200, r.text
+        expect(row.locator(".cat-count")).to_have_text("12 of 12 left")
+        expect(bar(visitor, palco, eid).locator(".cat-count")).to_have_text("12 of 12 left")
+
+        # Removed: the row goes from both pages; the others and what was typed stay.
+        r = httpx.delete(f"{base}/{grada}", headers=bearer(org))
+        assert r.status_code == 204, r.text
+        expect(bar(page, grada)).to_have_count(0)
+        expect(bar(visitor, grada, eid)).to_have_count(0)
+        expect(page.locator("#event-cats .cat .cat-name")).to_have_text(
+            ["Pista Central", "Palco VIP"]
+        )
+        expect(qty).to_have_value("2")
+        shot(page, "60-categories-live")
+
+        # Live, not reloaded: the same documents, and neither read the event again.
+        for p in (page, visitor):
+            assert p.evaluate("window.__sameDocument === true")
+        assert reads == [], reads
+        # The row that came live is a working row: it holds.
+        bar(page, palco).locator("input.qty").fill("1")
+        page.click("#hold-btn")
+        expect(page.locator("#order-panel")).to_be_visible()
+        expect(page.locator("#order-lines")).to_contain_text("Palco VIP")
+    finally:
+        visitor.context.close()
+    assert not problems, problems
 
 
 def get_paths(api: ApiServer) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from api.services.errors import Conflict
 from api.services.orders import OrderService
 from api.services.stock_gate import StockGate
 from engine.core import Engine
-from engine.errors import IdempotencyKeyReused
+from engine.errors import CategoryNotFound, IdempotencyKeyReused
 from engine.models import CategorySpec
 
 BUYER = Principal(id="u1", role="COMPRADOR")
@@ -132,3 +132,54 @@ async def test_a_keyed_hold_is_refused_by_the_gate_unless_it_may_be_a_replay(
     # The same key with another request is still the engine's answer (reused), not sold out.
     with pytest.raises(IdempotencyKeyReused):
         await service.hold(BUYER, "ge", [("c", 2)], idempotency_key="k-early")
+
+
+async def test_a_category_change_makes_the_gate_forget_so_it_never_refuses_from_stale_stock(
+    world: Any, engine: Engine
+) -> None:
+    """Created, renamed, resized or removed (lua/adjust_category publishes event:update):
+    the gate drops what it knew of the event, and the hold after the change is the
+    script's: a raised total sells, a renamed category is named by its new name, a
+    removed one is the script's 404, never a sold_out from the stock before the change."""
+    service, counting, gate = world
+
+    async def sold_out_known() -> None:
+        await _until(lambda: gate.check("ge", [("c", 1)]) is not None)
+
+    async def forgotten() -> None:
+        await _until(lambda: "ge" not in gate.known)
+
+    await service.hold(BUYER, "ge", [("c", 2)])
+    await _refusal(service)
+    await sold_out_known()
+
+    # Renamed (the same total: no stock entry at all): the next refusal is the script's,
+    # with the new name, and the gate's own refusals after it use that name too.
+    await engine.adjust_category("ge", "c", 2, price=12, name="Pista")
+    await forgotten()
+    calls = counting.holds
+    refused = await _refusal(service)
+    assert counting.holds == calls + 1, "refused from the stock before the rename"
+    assert refused.extra["categoriaNombre"] == "Pista", refused.extra
+    await sold_out_known()
+    assert (await _refusal(service)).extra["categoriaNombre"] == "Pista"
+
+    # A raised total: the hold the stale stock would refuse goes to the script and sells.
+    await engine.adjust_category("ge", "c", 5, price=12, name="Pista")
+    await forgotten()
+    calls = counting.holds
+    raised = await service.hold(BUYER, "ge", [("c", 3)])
+    assert raised.created and counting.holds == calls + 1
+
+    # A new category, then its removal: while the gate knows it as sold out (0 of 0), a
+    # hold for it is refused from the gate; once removed, it is the script's 404.
+    await engine.adjust_category("ge", "d", 0, price=1, name="Palco")
+    await forgotten()
+    await _refusal(service)  # c sold out again, by the script: the gate reads the event
+    await _until(lambda: gate.check("ge", [("d", 1)]) is not None)
+    await engine.remove_category("ge", "d")
+    await forgotten()
+    calls = counting.holds
+    with pytest.raises(CategoryNotFound):
+        await service.hold(BUYER, "ge", [("d", 1)])
+    assert counting.holds == calls + 1

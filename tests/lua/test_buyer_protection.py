@@ -288,6 +288,10 @@ async def test_a_raised_total_goes_to_the_waitlist_and_offers_past_the_slots(
     offered = [u for _, u in await feed_of(redis, "e1", "waitlist:offer")]
     assert offered == users
     assert await stock(engine, "e1", "a") == (0, 0, 11, 0)
+    # The new total is published before the offers, with the tickets set aside (none on
+    # sale to others); no stock entry follows, since none went on sale.
+    updates = [d["cambios"]["categoria"] for d, _ in await feed_of(redis, "e1", "event:update")]
+    assert [(u["cantidadTotal"], u["disponible"]) for u in updates] == [(11, 0)]
     await clean(engine, "e1")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 import pytest
@@ -307,6 +308,80 @@ async def test_adjust_category_resizes_against_live_holds(engine: Engine) -> Non
         await engine.remove_category("e1", "new")
     with pytest.raises(EventNotFound):
         await engine.adjust_category("nope", "x", 1, price=1, name="x")
+
+
+async def test_adjust_category_publishes_each_change_in_the_same_script(
+    engine: Engine, redis: Redis
+) -> None:
+    """Created, renamed, repriced, resized, removed: each is an ``event:update`` with
+    what a viewer needs (the category as the REST API shows it, or the removed id), beside
+    the stock entries the change makes, in the script that makes it."""
+    await engine.arm_event("e1", CATS)
+    await engine.hold("e1", "u1", [("vip", 3)])
+    start = len(await feed_events(redis, "e1"))
+
+    async def published() -> list[tuple[str, dict[str, Any]]]:
+        nonlocal start
+        entries = await feed_events(redis, "e1")
+        new, start = entries[start:], len(entries)
+        return new
+
+    def category(
+        cid: str, name: str, price: float, total: int, perks: list[str], left: int
+    ) -> tuple[str, dict[str, Any]]:
+        cat = {"id": cid, "nombre": name, "precio": price, "cantidadTotal": total}
+        cat |= {"beneficios": perks, "disponible": left}
+        return ("event:update", {"eventoId": "e1", "cambios": {"categoria": cat}})
+
+    def stock(cid: str, left: int) -> tuple[str, dict[str, Any]]:
+        return ("ticket:stock-update", {"eventoId": "e1", "categoriaId": cid, "nuevoStock": left})
+
+    assert await engine.adjust_category("e1", "new", 5, price=10, name="New") == 5
+    # An empty benefits list stays a list (Redis 6.2's cjson would make it {}).
+    assert await published() == [category("new", "New", 10, 5, [], 5), stock("new", 5)]
+    perks = ["Early entry", 'Seat "A/1"', "ñandú"]
+    await engine.adjust_category("e1", "vip", 10, price=175.5, name="VIP Gold", benefits=perks)
+    assert await published() == [category("vip", "VIP Gold", 175.5, 10, perks, 7)]
+    await engine.adjust_category("e1", "vip", 12, price=175.5, name="VIP Gold")
+    assert await published() == [category("vip", "VIP Gold", 175.5, 12, [], 9), stock("vip", 9)]
+    await engine.adjust_category("e1", "vip", 4, price=175.5, name="VIP Gold")
+    assert await published() == [
+        category("vip", "VIP Gold", 175.5, 4, [], 1),
+        stock("vip", 1),
+        ("ticket:almost-sold-out", {"eventoId": "e1", "categoriaId": "vip", "stockRestante": 1}),
+    ]
+    await engine.remove_category("e1", "new")
+    assert await published() == [
+        stock("new", 0),
+        ("event:update", {"eventoId": "e1", "cambios": {"categoriaEliminada": "new"}}),
+    ]
+    # Refused changes publish nothing.
+    with pytest.raises(BelowCommitted):
+        await engine.adjust_category("e1", "vip", 2, price=1, name="x")
+    with pytest.raises(CategoryNotFound):
+        await engine.remove_category("e1", "new")
+    assert await published() == []
+    stored = await engine.stock("e1")
+    assert stored is not None
+    vip = stored.category("vip")
+    assert vip is not None and (vip.name, vip.price, vip.total) == ("VIP Gold", 175.5, 4)
+
+
+async def test_adjust_category_refuses_malformed_benefits_and_price(
+    engine: Engine, redis: Redis
+) -> None:
+    await engine.arm_event("e1", CATS)
+    before = await redis.hgetall(keys.inventory("e1"))
+    length = await redis.xlen(keys.feed("e1"))
+    ids, timers = engine._slots("e1")
+    base = [keys.inventory("e1"), keys.feed("e1"), keys.orders("e1"), keys.deadlines("e1")]
+    cat_keys = [*base, keys.order_log("e1"), *engine._waitlist_keys("e1"), *timers]
+    for price, benefits in ((10, "{}"), (10, "nope"), (10, '"x"'), ("x", "[]")):
+        args = ["e1", "vip", 20, price, "VIP", 1000, 60_000, *ids, benefits]
+        code, _ = await engine.scripts.call("adjust_category", cat_keys, args)
+        assert int(code) == -6, (price, benefits)
+    assert await redis.hgetall(keys.inventory("e1")) == before
+    assert await redis.xlen(keys.feed("e1")) == length
 
 
 async def test_set_state_closes_sale_and_publishes(engine: Engine, redis: Redis) -> None:

@@ -114,7 +114,10 @@ function buildEventRows(eventId, ev, catsEl, catIds) {
         qty,
         extra: wait.node,
         onChange: updateHoldTotal,
-        onStatus: (c, status) => wait.update(status),
+        onStatus: (c, status) => {
+          wait.update(status);
+          updateHoldTotal(); // a price changed live (event:update) changes the total
+        },
       }),
     );
   }
@@ -325,7 +328,9 @@ function onWaitlistClosed(d) {
   const ev = state.events.get(d.eventoId);
   const cat = ev && ev.cats.get(d.categoriaId);
   waitEntries.delete(`${d.eventoId}:${d.categoriaId}`);
-  const what = cat ? cat.nombre : "a ticket category";
+  // The room's event:update may have removed the category from the page already.
+  const name = cat ? cat.nombre : ev && ev.removedNames && ev.removedNames.get(d.categoriaId);
+  const what = name || "a ticket category";
   const where = ev && ev.nombre ? ` from ${ev.nombre}` : "";
   setText($("waitlist-text"), `The organizer removed ${what}${where}: you are no longer on its waitlist.`);
   $("waitlist-banner").hidden = false;

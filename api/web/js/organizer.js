@@ -3,7 +3,7 @@
 
 import { api, capabilities, clearFieldErrors, enc, showProblem } from "./api.js";
 import { watchCurrent } from "./feed.js";
-import { catWidget } from "./render.js";
+import { catWidget, resetBindings } from "./render.js";
 import { isCurrent, nextNav, registerView, setView } from "./router.js";
 import { canManage, isOrganizer, mergeEvent, role, state } from "./state.js";
 import { $, clone, count, el, eventHref, formatWhen, money, plural, setText, showError } from "./util.js";
@@ -68,7 +68,17 @@ function leaveOrganizer() {
   watchCurrent();
 }
 
+let shownIds = []; // the dashboard's events, for a re-render from state
+
+/** A category of a shown event came or went (event:update): rows from state again. */
+function rerenderOrganizer() {
+  if (state.view.name !== "organizer" || !shownIds.length) return;
+  resetBindings();
+  renderOrgEvents(shownIds.map((id) => state.events.get(id)).filter(Boolean));
+}
+
 function renderOrgEvents(events) {
+  shownIds = events.map((ev) => ev.id);
   const rows = events.map((ev) => {
     const node = clone("tpl-org-event");
     node.dataset.event = ev.id;
@@ -521,7 +531,7 @@ async function refreshEditedEvent() {
 }
 
 export function startOrganizer() {
-  registerView("organizer", { show: showOrganizer, leave: leaveOrganizer });
+  registerView("organizer", { show: showOrganizer, leave: leaveOrganizer, rerender: rerenderOrganizer });
   registerView("editor", {
     show: async (id) => {
       await showEditor(id);

@@ -94,6 +94,7 @@ export function catWidget(eventId, catId, opts = {}) {
     node.classList.toggle("low", status === "low");
     node.dataset.available = String(available);
     if (qtyInput) {
+      qtyInput.setAttribute("aria-label", `tickets of ${c.nombre}`); // renamed live
       setText(note, STATUS_NOTE[status]);
       perks.replaceChildren(...c.beneficios.map((b) => el("li", "", b)));
       perks.hidden = !c.beneficios.length;
