@@ -145,11 +145,17 @@ def app_from_env() -> Any:
     Socket.IO (python-socketio's ASGI app) in front of it at ``/socket.io/``, and the lean
     hold (api/hot_hold.py, ``HOT_HOLD``) in front of both. The lean hold is also named on
     the returned app (``onsale_hot``), for ``onsale serve``'s HTTP protocol
-    (api/hot_http.py), which serves holds below the ASGI layer."""
+    (api/hot_http.py), which serves holds below the ASGI layer, and so is Socket.IO's
+    shutdown notice (``onsale_shutdown_notice``, api/http_protocol.py)."""
     settings = get_settings()
     app = create_app(settings)
-    inner = with_hot_hold(mount_socketio(app, settings), app, settings)
+    realtime = mount_socketio(app, settings)
+    inner = with_hot_hold(realtime, app, settings)
     outer = with_security_headers(inner)
     if isinstance(inner, HotHold):
         outer.onsale_hot = inner
+    # uvicorn's graceful shutdown waits for the requests in flight before the lifespan's
+    # shutdown, a parked Socket.IO long-poll included: onsale serve's HTTP protocol calls
+    # this as the shutdown begins (api/http_protocol.py).
+    outer.onsale_shutdown_notice = realtime.onsale_shutdown_notice
     return outer

@@ -38,13 +38,13 @@ from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
     HEADER_VALUE_RE,
     STATUS_LINE,
-    HttpToolsProtocol,
     RequestResponseCycle,
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from api.headers import HOLD_HEADER_LINES, SECURITY_NAMES, secured_send
 from api.hot_hold import HOLD_PATHS, HotHold
+from api.http_protocol import HttpProtocol
 from api.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_of
 from api.present import EncodedJSON
 
@@ -62,8 +62,9 @@ def hot_hold_of(app: Any) -> HotHold | None:
     return hot if isinstance(hot, HotHold) else None
 
 
-class HotHttpProtocol(HttpToolsProtocol):
-    """uvicorn's ``HttpToolsProtocol``, starting the lean hold for ``POST /api/orders``."""
+class HotHttpProtocol(HttpProtocol):
+    """uvicorn's ``HttpToolsProtocol`` (with the shutdown notice of api/http_protocol.py),
+    starting the lean hold for ``POST /api/orders``."""
 
     def __init__(
         self,

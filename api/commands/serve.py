@@ -124,9 +124,15 @@ def _start(
             "log_config": log_config,
             "access_log": args.access_log or settings.access_log,
             "lifespan": "on",
-            # uvicorn's httptools protocol, serving the lean hold below the ASGI layer
-            # (api/hot_http.py); the stock one when the lean hold is off.
-            "http": "api.hot_http:HotHttpProtocol" if settings.hot_hold else "auto",
+            # uvicorn's httptools protocol, telling the app when the graceful shutdown
+            # begins (api/http_protocol.py: parked Socket.IO long-polls are answered then,
+            # not at the timeout) and serving the lean hold below the ASGI layer
+            # (api/hot_http.py) when it is on.
+            "http": (
+                "api.hot_http:HotHttpProtocol"
+                if settings.hot_hold
+                else "api.http_protocol:HttpProtocol"
+            ),
             "ws_max_size": 64 * 1024,
             # The sans-I/O websockets protocol: ~20 % more frames/s than the legacy
             # asyncio one at 5,000 subscribers (loadtest/bench_ws.py), same ping/timeout.
@@ -140,6 +146,8 @@ def _start(
             "forwarded_allow_ips": settings.trusted_proxies or None,
             "ws_ping_interval": 20,
             "ws_ping_timeout": 20,
+            # For requests at work (a hold waiting for Redis); idle long-polls are
+            # answered as the shutdown begins.
             "timeout_graceful_shutdown": 10,
         }
         if len(sockets) > 1:

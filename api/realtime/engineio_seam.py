@@ -10,11 +10,16 @@ public API offers, for four reasons:
   (``send_packet``), each built once per process for all receivers.
 * **Closing without waiting.** ``AsyncServer.disconnect(sid)`` waits for the client to
   read the CLOSE packet, which a slow or broken client may never do; a transport is
-  closed with ``AsyncSocket.close(wait=False)`` and dropped from ``AsyncServer.sockets``.
+  closed with ``AsyncSocket.close(wait=False)`` and dropped from ``AsyncServer.sockets``,
+  and so is every transport when the server shuts down (:func:`close_all`, which also
+  answers the long-poll GETs parked on them, which uvicorn's graceful shutdown would
+  otherwise wait for).
 * **Malformed packets and parked polls.** Socket.IO's own Engine.IO ``message`` and
   ``disconnect`` handlers (``AsyncServer.handlers``) are wrapped: a packet Socket.IO cannot
   parse closes the connection with one log line, and a long-poll GET still parked on a
-  closed connection is ended (Engine.IO keeps it until ping_interval + ping_timeout).
+  closed connection is ended (Engine.IO keeps it until ping_interval + ping_timeout). A
+  session whose client left mid-poll is closed (:func:`abandon`): python-engineio never
+  reads the ASGI ``http.disconnect`` of a poll.
 * **The client address.** python-engineio's ASGI environ fixes ``REMOTE_ADDR`` to
   127.0.0.1; the per-address socket cap reads the ASGI scope it keeps (``asgi.scope``).
 * **Session affinity across workers** (:mod:`api.realtime.affinity`). Every Engine.IO
@@ -93,6 +98,39 @@ async def close_transport(sio: socketio.AsyncServer, eio_sid: str) -> None:
     if conn is None:
         return
     await conn.close(wait=False, abort=False)
+    sio.eio.sockets.pop(eio_sid, None)
+
+
+async def close_all(sio: socketio.AsyncServer) -> None:
+    """Every Engine.IO session closed for a server that is going away, without waiting
+    for any client (``AsyncServer.disconnect()`` waits for each to read its CLOSE packet,
+    which a vanished one never does), then Engine.IO's own background task (the
+    ping-timeout sweep) stopped, as ``AsyncServer.shutdown()`` does.
+
+    A long-poll GET parked on a session is answered at once, with a NOOP, and the session
+    is closed as one whose transport failed (``close(abort=True)``: no CLOSE packet). The
+    client's next request finds the server gone (or, on another worker, the session
+    unknown: a 400), which every Socket.IO client takes for a network failure and
+    reconnects from; a CLOSE packet would be final for python-socketio's client, which
+    does not reconnect after a server-sent CLOSE (socket.io-client does either way)."""
+    noop = engineio_packet.Packet(engineio_packet.NOOP)
+    for eio_sid, conn in list(sio.eio.sockets.items()):
+        if not conn.closed and not conn.upgraded:
+            conn.queue.put_nowait(noop)  # a parked poll's answer; else never read
+        await conn.close(wait=False, abort=True)
+        sio.eio.sockets.pop(eio_sid, None)
+    await sio.shutdown()
+
+
+async def abandon(sio: socketio.AsyncServer, eio_sid: str) -> None:
+    """A session whose client left in the middle of a long-poll GET (the connection closed
+    or reset under it), closed as the Node server closes one ("poll connection closed
+    prematurely": a transport error), without a CLOSE packet nobody would read. The GET
+    itself is released by the gateway's close handler (:func:`end_pending_poll`)."""
+    conn = transport(sio, eio_sid)
+    if conn is None or conn.closed:
+        return
+    await conn.close(wait=False, abort=True, reason=sio.eio.reason.TRANSPORT_ERROR)
     sio.eio.sockets.pop(eio_sid, None)
 
 

@@ -25,6 +25,10 @@ took the batch, or a long-poll collected it) before taking the next. A slow read
 backlog therefore stays in the hub's bounded, conflating outbox, never in Engine.IO's
 unbounded queue; on outbox overflow the transport is closed, which Socket.IO clients treat
 as a network failure and reconnect from (``since`` resumes).
+
+Shutdown: every session is closed as the server's graceful shutdown begins, so no parked
+long-poll holds it (:meth:`SocketIOGateway.shutdown_notice`), and a session whose client
+leaves in the middle of a poll is closed at once (:meth:`SocketIOGateway._watching_polls`).
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ MAX_PACKET_BYTES = 64 * 1024  # as /ws (uvicorn ws_max_size)
 PING_INTERVAL_S = 25
 PING_TIMEOUT_S = 20
 STALLED_CHECK_S = 0.5  # how often a drain blocked on a slow reader checks for overflow
+WATCH_POLL_AFTER_S = 0.05  # a long-poll parked this long is watched for its client leaving
 
 _INVALID_TOKEN = ClientError("unauthorized", "invalid token").frame()
 
@@ -111,6 +116,7 @@ class SocketIOGateway:
         self.sio.on("*", self._on_event, namespace=NAMESPACE)
         self._socketio_on_message = seam.take_over(self.sio, "message", self._on_transport_message)
         self._socketio_on_close = seam.take_over(self.sio, "disconnect", self._on_transport_close)
+        self._closing: asyncio.Task[None] | None = None
 
     def asgi_app(self, other: Any) -> Any:
         """``/socket.io/`` here, every other request and the lifespan to ``other``.
@@ -118,7 +124,9 @@ class SocketIOGateway:
         The path is checked first: python-socketio's ``ASGIApp`` formats its path and
         checks static files for every request before handing it on, a cost every API
         request paid."""
-        engineio = socketio.ASGIApp(self.sio, other_asgi_app=other, socketio_path=SOCKETIO_PATH)
+        engineio = self._watching_polls(
+            socketio.ASGIApp(self.sio, other_asgi_app=other, socketio_path=SOCKETIO_PATH)
+        )
         if self.affinity is not None:
             engineio, other = self.affinity.wrap(engineio, other)
         prefix = f"/{SOCKETIO_PATH}/"
@@ -127,10 +135,118 @@ class SocketIOGateway:
             path = scope.get("path", "")
             if path.startswith(prefix) or path == prefix[:-1]:
                 await engineio(scope, receive, send)
+            elif scope["type"] == "lifespan":
+                await other(scope, self._closing_at_shutdown(receive), send)
             else:
                 await other(scope, receive, send)
 
+        app.onsale_shutdown_notice = self.shutdown_notice  # type: ignore[attr-defined]
         return app
+
+    def _watching_polls(self, engineio: Any) -> Any:
+        """``engineio``, with each long-poll GET of a session watched for its client leaving
+        (the ASGI ``http.disconnect`` before the answer): the session is then closed at
+        once (:func:`~api.realtime.engineio_seam.abandon`), as the Node server does. Left
+        to python-engineio, which never reads the disconnect of a poll, the GET stayed
+        parked until the next ping (25 s), held a graceful shutdown (the request's task
+        outlives its connection, so uvicorn waits for it with no connection left to tell
+        the app through) and the session counted against the socket caps until the ping
+        timeout. Handshakes, POSTs and WebSockets go straight through."""
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if (
+                scope["type"] != "http"
+                or scope["method"] != "GET"
+                or b"sid=" not in scope.get("query_string", b"")
+            ):
+                await engineio(scope, receive, send)
+                return
+            request = await receive()  # a GET's only message: Engine.IO reads no more
+            answered = False
+
+            async def engineio_receive() -> Any:
+                return request
+
+            async def engineio_send(message: Any) -> None:
+                nonlocal answered
+                answered = True
+                await send(message)
+
+            watcher: list[asyncio.Task[None]] = []
+
+            async def watch() -> None:
+                try:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    if not answered:  # after the answer, uvicorn says disconnect too
+                        await self._abandoned(scope)
+                except Exception:
+                    log.exception("socket.io: watching a long-poll failed")
+
+            # Only a poll still parked a moment on is watched: most are answered at once
+            # (a feed update was waiting), and a timer costs a fraction of a task. A client
+            # that left meanwhile is seen as soon as the watch starts.
+            timer = (
+                asyncio.get_running_loop().call_later(
+                    WATCH_POLL_AFTER_S, lambda: watcher.append(asyncio.create_task(watch()))
+                )
+                if request["type"] == "http.request"
+                else None
+            )
+            try:
+                await engineio(scope, engineio_receive, engineio_send)
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                for task in watcher:
+                    task.cancel()
+
+        return app
+
+    async def _abandoned(self, scope: Any) -> None:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        for eio_sid in query.get("sid", [])[:1]:
+            await seam.abandon(self.sio, eio_sid)
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def shutdown_notice(self) -> None:
+        """The server's graceful shutdown has begun: every Engine.IO session is closed now
+        (:func:`~api.realtime.engineio_seam.close_all`), without waiting for its client.
+
+        uvicorn waits for the requests in flight before it sends the lifespan's shutdown,
+        and a long-poll GET parked on a session is one: Engine.IO answers it when it has a
+        packet, its next ping up to 25 s on, so a poll whose client has vanished (or is
+        just idle) held the shutdown for the whole graceful timeout. Closed, each parked
+        poll is answered at once (a NOOP; the session closed as a transport failure); a
+        present client reconnects by itself (to another worker, or once this server is
+        back) and resumes with ``since``. Called by ``onsale serve``'s HTTP protocol
+        (api/http_protocol.py) as uvicorn starts its shutdown, in the event loop;
+        idempotent."""
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(
+                seam.close_all(self.sio), name="socketio-close-all"
+            )
+
+    async def close_all(self) -> None:
+        """:meth:`shutdown_notice`, awaited: at the lifespan's shutdown, for a server that
+        had no notice (another ASGI server, or a worker whose only parked polls were
+        forwarded to it by the others: no HTTP connection of its own to be told through)."""
+        self.shutdown_notice()
+        assert self._closing is not None
+        try:
+            await self._closing
+        except Exception:  # the rest of the shutdown goes on
+            log.exception("socket.io: closing the sessions at shutdown failed")
+
+    def _closing_at_shutdown(self, receive: Any) -> Any:
+        async def lifespan_receive() -> Any:
+            message = await receive()
+            if message.get("type") == "lifespan.shutdown":
+                await self.close_all()
+            return message
+
+        return lifespan_receive
 
     # -- connection life -----------------------------------------------------------------
 

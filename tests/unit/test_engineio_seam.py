@@ -87,6 +87,56 @@ async def test_close_transport_does_not_wait_for_the_client_and_forgets_it() -> 
     await seam.close_transport(sio, "e1")  # twice: a no-op
 
 
+async def test_close_all_answers_parked_polls_and_waits_for_no_client() -> None:
+    sio = server()
+    closes: list[str] = []
+
+    async def on_disconnect(eio_sid: str, reason: object) -> None:
+        closes.append(eio_sid)
+
+    sio.eio.on("disconnect", on_disconnect)
+    parked = await connection(sio, "e1")
+    idle = await connection(sio, "e2")  # no poll: its client has vanished, say
+    poll = asyncio.create_task(parked.poll())  # what a parked long-poll GET awaits
+    await asyncio.sleep(0)
+    await asyncio.wait_for(seam.close_all(sio), 1)  # nobody will ever poll e2
+    packets = await asyncio.wait_for(poll, 1)
+    # A NOOP, not a CLOSE: python-socketio's client would not reconnect after a CLOSE.
+    assert [p.encode() for p in packets] == ["6"]
+    assert seam.is_closed(parked) and seam.is_closed(idle)
+    assert sorted(closes) == ["e1", "e2"] and sio.eio.sockets == {}
+    await asyncio.wait_for(seam.close_all(sio), 1)  # twice, or with no session: a no-op
+
+    # It ends Engine.IO's ping-timeout sweep (started by a handshake) as
+    # AsyncServer.shutdown() does.
+    swept = server()
+    sent = await asgi_get(socketio.ASGIApp(swept), b"EIO=4&transport=polling")
+    assert sent[0]["status"] == 200 and len(swept.eio.sockets) == 1
+    sweep = swept.eio.service_task_handle
+    assert isinstance(sweep, asyncio.Task) and not sweep.done()
+    await asyncio.sleep(0)  # the sweep has started (and made its event)
+    await asyncio.wait_for(seam.close_all(swept), 2)
+    assert sweep.done() and swept.eio.service_task_handle is None
+    assert swept.eio.sockets == {}
+
+
+async def test_abandon_closes_a_session_as_a_transport_error_without_a_close_packet() -> None:
+    sio = server()
+    reasons: list[object] = []
+
+    async def on_disconnect(eio_sid: str, reason: object) -> None:
+        reasons.append(reason)
+
+    sio.eio.on("disconnect", on_disconnect)
+    conn = await connection(sio)
+    await asyncio.wait_for(seam.abandon(sio, "e1"), 1)
+    assert seam.is_closed(conn) and "e1" not in sio.eio.sockets
+    assert reasons == [sio.eio.reason.TRANSPORT_ERROR] == ["transport error"]
+    assert conn.queue.empty()  # no CLOSE: nobody is there to read it
+    await seam.abandon(sio, "e1")  # gone: a no-op
+    assert reasons == ["transport error"]
+
+
 async def test_end_pending_poll_releases_a_parked_long_poll() -> None:
     sio = server()
     conn = await connection(sio)
