@@ -17,28 +17,10 @@ from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 from api.headers import secured_send
 from api.hot_http import _write, hot_hold_of
 from api.present import EncodedJSON
+from tests.unit.fake_transport import Transport
 
 RID = b"req-1"
 DEFAULT_HEADERS = [(b"date", b"Tue, 01 Dec 2026 17:00:00 GMT"), (b"server", b"uvicorn")]
-
-
-class Transport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.written: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: Any) -> None:
-        self.written.append(bytes(data))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
 
 
 def _cycle(keep_alive: bool = True, access_log: bool = False) -> tuple[Any, Transport, list[int]]:

@@ -20,24 +20,7 @@ from api.hot_http import HotHttpProtocol
 from api.http_protocol import HttpProtocol, shutdown_notice_of
 from api.realtime.socketio import SocketIOGateway
 from api.settings import Settings
-
-
-class Transport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.closed = False
-
-    def write(self, data: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
+from tests.unit.fake_transport import Transport
 
 
 class App:
