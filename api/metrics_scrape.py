@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from api.metrics_export import StatsExport
 from api.metrics_figures import Cached, RedisFigures, RedisWide, lag_families
 from api.metrics_series import EXPIRY_COUNTS, WRITER_COUNTS
+from api.processes import process_alive
 from api.settings import Settings
 
 log = logging.getLogger("api.metrics")
@@ -44,16 +45,6 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def forget_dead_processes(directory: str) -> list[int]:
     """``mark_process_dead`` for every process whose live gauges are still on disk but
     which is gone (a worker killed or restarted by uvicorn): its WebSocket clients and
@@ -61,7 +52,7 @@ def forget_dead_processes(directory: str) -> list[int]:
     dead = []
     for path in Path(directory).glob("gauge_live*_*.db"):
         pid_text = path.stem.rsplit("_", 1)[-1]
-        if pid_text.isdigit() and int(pid_text) not in dead and not _alive(int(pid_text)):
+        if pid_text.isdigit() and int(pid_text) not in dead and not process_alive(int(pid_text)):
             dead.append(int(pid_text))
     for pid in dead:
         multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]

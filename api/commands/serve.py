@@ -60,14 +60,10 @@ def _live_process_file(path: Path) -> bool:
     the workers of a supervisor killed with them stay zombies until some init reaps them."""
     import os
 
+    from api.processes import process_alive
+
     pid = path.stem.rsplit("_", 1)[-1]
-    if not pid.isdigit() or int(pid) in (0, os.getpid()):
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except PermissionError:  # alive, another user's
-        pass
-    except (ProcessLookupError, OverflowError):
+    if not pid.isdigit() or int(pid) in (0, os.getpid()) or not process_alive(int(pid)):
         return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
